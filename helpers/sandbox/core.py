@@ -1,0 +1,220 @@
+"""The sandbox's shared vocabulary: constants, requests, responses, AWS errors, routing.
+
+Every service module (``helpers/sandbox/services/*.py``) is written against these
+few types, so that the HTTPS server, the services and the tests agree on one
+shape:
+
+- :class:`Request` is what the server hands a service after the SigV4 check;
+- :class:`Response` is what a service hands back;
+- :class:`AwsError` is raised anywhere to answer with AWS's error for the
+  service's wire protocol (the server serializes it; see ``error_response``);
+- :class:`Router` maps ``METHOD /path/{param}`` templates (as written in the
+  botocore models' ``requestUri``) to handler functions.
+
+Usage:
+
+>>> router = Router()
+>>> @router.route("GET", "/authorizer/{authorizerName}")
+... def describe(req, ctx, authorizerName):
+...     return Response.json({"name": authorizerName})
+>>> req = Request("GET", "/authorizer/my%2Dauth", "", {}, b"", service="iot")
+>>> router.dispatch(req, ctx=None).body
+b'{"name": "my-auth"}'
+>>> AwsError("ResourceNotFoundException", "nope", 404).status
+404
+"""
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import parse_qs, unquote
+
+# --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
+#: AWS's own documentation example account id: never a real account.
+ACCOUNT_ID = "123456789012"
+#: The tutorial's region.
+REGION = "us-west-2"
+#: The only credentials the sandbox accepts. Not real AWS credentials.
+ACCESS_KEY_ID = "SANDBOXLOCALKEYID001"
+SECRET_ACCESS_KEY = "sandbox-local-secret-not-an-aws-credential"
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Request:
+    """One HTTP request, after TLS and SigV4.
+
+    ``path`` is the raw, still percent-encoded path without the query string;
+    ``raw_query`` is the query string without its ``?``; ``headers`` has
+    lower-case names.
+    """
+
+    method: str
+    path: str
+    raw_query: str
+    headers: dict[str, str]
+    body: bytes
+    service: str = ""
+    region: str = REGION
+    request_id: str = field(default_factory=new_request_id)
+    #: SNI host name the client sent (None when it sent none, e.g. for an IP).
+    server_name: str | None = None
+    #: (host, port) of the client.
+    client_address: tuple[str, int] = ("127.0.0.1", 0)
+    #: Identifies the TCP/TLS connection the request came on (keep-alive aware).
+    connection_id: str = ""
+
+    @property
+    def query(self) -> dict[str, list[str]]:
+        return parse_qs(self.raw_query, keep_blank_values=True)
+
+    def query_value(self, name: str, default: str | None = None) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else default
+
+    def json(self) -> dict[str, Any]:
+        """The body as a JSON object ({} when empty); a bad body is AWS's SerializationException."""
+        if not self.body.strip():
+            return {}
+        try:
+            doc = json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise AwsError("SerializationException", f"Could not parse request body into json: {exc}", 400) from None
+        if not isinstance(doc, dict):
+            raise AwsError("SerializationException", "Request body must be a JSON object", 400)
+        return doc
+
+    def form(self) -> dict[str, str]:
+        """Parameters of an AWS query-protocol request (form body, or the query string for GET)."""
+        source = self.body.decode("utf-8", "replace") if self.body else self.raw_query
+        return {k: v[-1] for k, v in parse_qs(source, keep_blank_values=True).items()}
+
+
+@dataclass
+class Response:
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None,
+             content_type: str = "application/json") -> "Response":
+        h = {"Content-Type": content_type}
+        h.update(headers or {})
+        return cls(status, json.dumps(obj).encode(), h)
+
+    @classmethod
+    def xml(cls, text: str, status: int = 200) -> "Response":
+        return cls(status, text.encode(), {"Content-Type": "text/xml"})
+
+    @classmethod
+    def empty(cls, status: int = 200) -> "Response":
+        return cls(status, b"", {})
+
+
+class AwsError(Exception):
+    """An error AWS would answer with: its code (the exception botocore raises), message and status.
+
+    ``extra`` members are added to the JSON error body (e.g. ``resourceId`` for
+    IoT's ResourceAlreadyExistsException, ``Type`` for Lambda errors).
+    """
+
+    def __init__(self, code: str, message: str, status: int = 400, **extra: Any):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+        self.extra = extra
+
+
+def error_response(err: AwsError, protocol: str, request_id: str) -> Response:
+    """Serialize an AwsError the way the service's protocol does, so botocore raises ``err.code``."""
+    headers = {"x-amzn-RequestId": request_id, "x-amzn-ErrorType": err.code}
+    if protocol == "query":
+        kind = "Receiver" if err.status >= 500 else "Sender"
+        body = (
+            '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">'
+            f"<Error><Type>{kind}</Type><Code>{xml_escape(err.code)}</Code>"
+            f"<Message>{xml_escape(err.message)}</Message></Error>"
+            f"<RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        return Response(err.status, body.encode(), {"Content-Type": "text/xml", "x-amzn-RequestId": request_id})
+    if protocol == "json":
+        doc = {"__type": err.code, "message": err.message, **err.extra}
+        return Response.json(doc, err.status, headers, content_type="application/x-amz-json-1.1")
+    # rest-json
+    doc = {"message": err.message, **err.extra}
+    if "Type" in err.extra:  # Lambda's errors carry Type and capitalised Message too
+        doc["Message"] = err.message
+    return Response.json(doc, err.status, headers)
+
+
+def xml_escape(text: str) -> str:
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace('"', "&quot;"))
+
+
+Handler = Callable[..., Response]
+
+
+class Router:
+    """Maps botocore-style URI templates to handlers: ``{name}`` is one segment, ``{name+}`` the rest.
+
+    Path parameters are passed to the handler percent-decoded, as keyword arguments.
+    """
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def route(self, method: str, template: str) -> Callable[[Handler], Handler]:
+        def pattern_for(t: str) -> re.Pattern[str]:
+            out, pos = "", 0
+            for m in re.finditer(r"\{(\w+)(\+?)\}", t):
+                out += re.escape(t[pos:m.start()])
+                out += f"(?P<{m.group(1)}>.+)" if m.group(2) else f"(?P<{m.group(1)}>[^/]+)"
+                pos = m.end()
+            out += re.escape(t[pos:])
+            return re.compile(out + "$")
+
+        def register(fn: Handler) -> Handler:
+            self._routes.append((method.upper(), pattern_for(template), fn))
+            return fn
+
+        return register
+
+    def dispatch(self, req: Request, ctx: Any) -> Response:
+        path_allowed = False
+        for method, pattern, fn in self._routes:
+            m = pattern.match(req.path)
+            if not m:
+                continue
+            path_allowed = True
+            if method == req.method:
+                return fn(req, ctx, **{k: unquote(v) for k, v in m.groupdict().items()})
+        if path_allowed:
+            raise AwsError("MethodNotAllowedException", f"The method {req.method} is not allowed on {req.path}", 405)
+        raise AwsError("UnknownOperationException", f"No {req.service} operation is served at {req.method} {req.path}", 404)
+
+
+@dataclass
+class Context:
+    """What a service handler may use besides the request.
+
+    ``runtime`` is the Lambda runtime (``helpers.sandbox.runtime.LambdaRuntime``);
+    ``endpoints`` maps DescribeEndpoint types (``iot:Data-ATS``...) to addresses;
+    ``logs`` is the CloudWatch Logs sink, or None where logs are not served.
+    """
+
+    store: Any
+    runtime: Any = None
+    account_id: str = ACCOUNT_ID
+    region: str = REGION
+    endpoints: dict[str, str] = field(default_factory=dict)
+    home: Any = None
+    logs: Any = None
