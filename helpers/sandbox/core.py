@@ -101,6 +101,9 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: For protocol upgrades (status 101, e.g. MQTT over WebSocket): called after the response head is sent,
+    #: with the connection's buffered reader and writer; it owns the connection until it returns.
+    upgrade: Callable[[Any, Any], None] | None = None
 
     @classmethod
     def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None,

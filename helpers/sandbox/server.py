@@ -106,6 +106,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(resp.status)
         for name, value in resp.headers.items():
             self.send_header(name, value)
+        if resp.upgrade is not None:
+            self.end_headers()
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.settimeout(None)
+            resp.upgrade(self.rfile, self.wfile)
+            return
         self.send_header("Content-Length", str(len(resp.body)))
         self.end_headers()
         if self.command != "HEAD":

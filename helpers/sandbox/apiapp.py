@@ -1,0 +1,48 @@
+"""The API endpoint: one URL for every AWS service the tutorial calls.
+
+A request flows: TLS (``server``) → SigV4 check with the sandbox's credentials
+(``sigv4``) → the service module named by the credential scope's service →
+that module's router → its models in SQLite. Errors become AWS's error
+documents in the service's own wire protocol, so botocore raises the modelled
+exception class.
+"""
+from __future__ import annotations
+
+import logging
+from types import ModuleType
+
+from . import core, sigv4
+from .core import AwsError, Request, Response
+
+log = logging.getLogger("helpers.sandbox")
+
+
+class ApiApp:
+    def __init__(self, ctx: core.Context, services: list[ModuleType],
+                 credentials: dict[str, str] | None = None):
+        self.ctx = ctx
+        self.credentials = credentials or {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}
+        self.by_name: dict[str, ModuleType] = {}
+        for module in services:
+            for name in module.SIGNING_NAMES:
+                self.by_name[name] = module
+
+    def __call__(self, req: Request) -> Response:
+        module = None
+        try:
+            scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, self.credentials)
+            module = self.by_name.get(scope.service)
+            if module is None:
+                raise AwsError("UnknownServiceException",
+                               f"The sandbox does not serve the '{scope.service}' service. It serves: "
+                               f"{', '.join(sorted(self.by_name))}.", 400)
+            req.service, req.region = scope.service, scope.region
+            return module.handle(req, self.ctx)
+        except sigv4.SignatureError as err:
+            module = module or self.by_name.get(err.service)
+            protocol = module.PROTOCOL if module else "rest-json"
+            log.info("rejected %s %s: %s", req.method, req.path, err.message)
+            return core.error_response(err.for_protocol(protocol), protocol, req.request_id)
+        except AwsError as err:
+            protocol = module.PROTOCOL if module else "rest-json"
+            return core.error_response(err, protocol, req.request_id)

@@ -1,0 +1,184 @@
+"""Start, find and stop a sandbox from outside it: the Python API and what the CLI prints.
+
+Usage (the same as ``eval "$(python -m helpers.sandbox start)"`` in a shell):
+
+    from helpers import sandbox
+    settings = sandbox.ensure_running()      # starts it in the background if needed
+    iot = settings.client("iot")             # a boto3 client pointed at it
+    sandbox.stop()
+
+The sandbox runs detached from the terminal (its own session, output to
+``sandbox.log`` in its home), so it never holds a CI pipe open.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import core
+from .app import LOG_FILE, RUNTIME_FILE, SandboxError, lock_is_held, read_runtime
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 30.0
+
+
+def default_home() -> Path:
+    """``$IOT_SANDBOX_HOME``, else ``.workbook/sandbox`` in this checkout (git-ignored)."""
+    env = os.environ.get("IOT_SANDBOX_HOME")
+    return Path(env).expanduser().resolve() if env else REPO_ROOT / ".workbook" / "sandbox"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How to reach a running sandbox: what the AWS CLI, boto3, curl and MQTT clients need."""
+
+    home: Path
+    pid: int
+    endpoint_url: str
+    data_endpoint: str
+    mqtt_host: str
+    mqtt_port: int | None
+    ca_bundle: Path
+    region: str = core.REGION
+    account_id: str = core.ACCOUNT_ID
+    access_key_id: str = core.ACCESS_KEY_ID
+    secret_access_key: str = core.SECRET_ACCESS_KEY
+
+    @classmethod
+    def from_runtime(cls, info: dict) -> "Settings":
+        return cls(
+            home=Path(info["home"]), pid=int(info["pid"]),
+            endpoint_url=f"https://127.0.0.1:{info['api_port']}",
+            data_endpoint=info["data_endpoint"], mqtt_host="127.0.0.1", mqtt_port=info.get("mqtt_port"),
+            ca_bundle=Path(info["ca_bundle"]),
+        )
+
+    def env(self) -> dict[str, str]:
+        """The standard AWS environment variables that point the CLI and boto3 at the sandbox."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_CA_BUNDLE": str(self.ca_bundle),
+            "AWS_DEFAULT_REGION": self.region,
+            "AWS_REGION": self.region,
+            "AWS_ACCESS_KEY_ID": self.access_key_id,
+            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
+        }
+
+    def export_lines(self) -> str:
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in self.env().items()]
+        lines.append("unset AWS_SESSION_TOKEN AWS_PROFILE")
+        return "\n".join(lines)
+
+    def session(self):
+        import boto3
+        return boto3.session.Session(aws_access_key_id=self.access_key_id,
+                                     aws_secret_access_key=self.secret_access_key, region_name=self.region)
+
+    def client(self, service: str, **kwargs):
+        """A boto3 client for ``service`` that talks to this sandbox."""
+        return self.session().client(service, endpoint_url=self.endpoint_url, verify=str(self.ca_bundle), **kwargs)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(state_dir: Path | str | None = None) -> Settings | None:
+    """The running sandbox's settings for this home, or None when none runs."""
+    home = Path(state_dir).resolve() if state_dir else default_home()
+    info = read_runtime(home)
+    if not info or not lock_is_held(home) or not _pid_alive(int(info.get("pid", 0))):
+        return None
+    return Settings.from_runtime(info)
+
+
+def _clean_stale(home: Path) -> str | None:
+    info = read_runtime(home)
+    if info and not lock_is_held(home):
+        (home / RUNTIME_FILE).unlink(missing_ok=True)
+        return f"cleaned up after a sandbox that stopped without shutting down (pid {info.get('pid')})"
+    return None
+
+
+def _log_tail(home: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join((home / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def ensure_running(state_dir: Path | str | None = None, port: int | None = None,
+                   notes: list[str] | None = None) -> Settings:
+    """Start the sandbox for this home in the background unless it already runs; return its settings."""
+    home = Path(state_dir).resolve() if state_dir else default_home()
+    current = status(home)
+    if current is not None:
+        if port not in (None, 0) and f":{port}" not in current.endpoint_url:
+            raise SandboxError(f"A sandbox already runs for {home} at {current.endpoint_url}, not on port {port}. "
+                               "Stop it first (python -m helpers.sandbox stop) to change its port.")
+        return current
+    note = _clean_stale(home)
+    if note and notes is not None:
+        notes.append(note)
+    home.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "helpers.sandbox", "serve", "--state-dir", str(home)]
+    if port is not None:
+        cmd += ["--port", str(port)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    with open(home / LOG_FILE, "ab") as log_fh:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_fh,
+                                stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    threading.Thread(target=proc.wait, daemon=True).start()  # reaps it whenever it exits
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = read_runtime(home)
+        if info and info.get("pid") == proc.pid:
+            return Settings.from_runtime(info)
+        if proc.poll() is not None:
+            raise SandboxError(f"The sandbox exited while starting (exit code {proc.returncode}).\n"
+                               f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise SandboxError(f"The sandbox did not become ready within {START_TIMEOUT:.0f} s.\n"
+                       f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+
+
+def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:
+    """Stop the sandbox for this home; True if one was running."""
+    home = Path(state_dir).resolve() if state_dir else default_home()
+    info = read_runtime(home)
+    if not info or not lock_is_held(home):
+        _clean_stale(home)
+        return False
+    pid = int(info["pid"])
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and lock_is_held(home):
+        time.sleep(0.05)
+    if lock_is_held(home):
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        while lock_is_held(home) and time.monotonic() < deadline + 5:
+            time.sleep(0.05)
+    (home / RUNTIME_FILE).unlink(missing_ok=True)
+    return True

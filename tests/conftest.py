@@ -1,0 +1,98 @@
+"""Shared fixtures: a real sandbox process per test module, and deploying handlers into it."""
+from __future__ import annotations
+
+import io
+import json
+import uuid
+import zipfile
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from helpers import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+TRUST_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def zip_source(files: dict[str, str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in files.items():
+            zf.writestr(name, text)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def sandbox_home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("sandbox-home")
+    sandbox.ensure_running(home)
+    yield home
+    sandbox.stop(home)
+
+
+@pytest.fixture(scope="module")
+def settings(sandbox_home):
+    return sandbox.status(sandbox_home)
+
+
+@pytest.fixture(scope="module")
+def rsa_key():
+    """An RSA 2048 key pair (the minimum AWS accepts; fast to make)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    return key, public_pem
+
+
+class Deployer:
+    """Creates roles, functions, authorizers and permissions in a running sandbox, with unique names."""
+
+    def __init__(self, settings):
+        self.settings = settings
+        self.iam = settings.client("iam")
+        self.awslambda = settings.client("lambda")
+        self.iot = settings.client("iot")
+        self.role_arn = None
+
+    def role(self) -> str:
+        if self.role_arn is None:
+            name = f"role-{uuid.uuid4().hex[:8]}"
+            self.role_arn = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA)["Role"]["Arn"]
+        return self.role_arn
+
+    def function(self, source: str, runtime: str = "python3.12", timeout: int = 3,
+                 filename: str = "lambda_function.py", handler: str = "lambda_function.lambda_handler",
+                 environment: dict[str, str] | None = None) -> str:
+        name = f"fn-{uuid.uuid4().hex[:8]}"
+        arn = self.awslambda.create_function(
+            FunctionName=name, Runtime=runtime, Role=self.role(), Handler=handler, Timeout=timeout,
+            Environment={"Variables": environment or {}},
+            Code={"ZipFile": zip_source({filename: source})})["FunctionArn"]
+        self.awslambda.get_waiter("function_active_v2").wait(FunctionName=name)
+        return arn
+
+    def authorizer(self, function_arn: str, public_pem: str | None, *, permit: bool = True, caching: bool = False,
+                   status: str = "ACTIVE", token_key: str = "tokenKeyName") -> tuple[str, str]:
+        name = f"auth-{uuid.uuid4().hex[:8]}"
+        kwargs = dict(authorizerName=name, authorizerFunctionArn=function_arn, status=status,
+                      enableCachingForHttp=caching)
+        if public_pem is None:
+            kwargs["signingDisabled"] = True
+        else:
+            kwargs.update(tokenKeyName=token_key, tokenSigningPublicKeys={"FirstKey": public_pem},
+                          signingDisabled=False)
+        arn = self.iot.create_authorizer(**kwargs)["authorizerArn"]
+        if permit:
+            self.awslambda.add_permission(FunctionName=function_arn, StatementId=f"iot-{name}",
+                                          Action="lambda:InvokeFunction", Principal="iot.amazonaws.com",
+                                          SourceArn=arn)
+        return name, arn
+
+
+@pytest.fixture(scope="module")
+def deployer(settings):
+    return Deployer(settings)
