@@ -97,6 +97,13 @@ def test_publish_from_another_thread_is_delivered_byte_exact(broker, base):
     assert all(m.qos == 0 and m.retain is False for m in got)
 
 
+def test_publish_without_waiting_keeps_order_and_loses_nothing(broker, base):
+    with Subscription(HOST, broker.port, f"{base}/#", qos=1) as sub:
+        in_thread(lambda: [broker.publish(f"{base}/n", b"%d" % i, qos=1, wait=False) for i in range(300)])
+        got = sub.wait_for(300, timeout=10)
+    assert [m.payload for m in got] == [b"%d" % i for i in range(300)]
+
+
 def test_qos1_delivery_and_qos_is_the_minimum_of_published_and_granted(broker, base):
     q1 = Subscription(HOST, broker.port, f"{base}/t", qos=1).start()
     q0 = Subscription(HOST, broker.port, f"{base}/t", qos=0).start()

@@ -134,8 +134,9 @@ class Sandbox:
             self.runtime = LambdaRuntime(self.home / "lambda")
             ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home)
             for module in modules:
-                if hasattr(module, "LogSink"):
-                    ctx.logs = module.LogSink(self.store)
+                if hasattr(module, "LogSink"):  # its own connection: log writes never hold up API reads
+                    self._log_store = Store(self.home / DB_FILE)
+                    ctx.logs = module.LogSink(self._log_store)
             self.ctx = ctx
             self.broker = self._start_broker()
             data_server = _bind(("127.0.0.1", self.data_port), self._data_app(ctx), ssl_context, "data endpoint")
@@ -203,6 +204,10 @@ class Sandbox:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if getattr(self, "ctx", None) is not None and self.ctx.logs is not None:
+            self.ctx.logs.close()
+            self._log_store.close()
+            self.ctx.logs = None
         if self.store is not None:
             self.store.close()
             self.store = None

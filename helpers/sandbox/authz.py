@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import uuid
@@ -152,6 +153,16 @@ def decode_signature(signature_b64: str) -> bytes | None:
         return None
 
 
+@functools.lru_cache(maxsize=128)
+def _rsa_public_key(pem: str) -> rsa.RSAPublicKey | None:
+    """The parsed RSA key of a PEM string, or None; cached, since every device request needs it."""
+    try:
+        key = serialization.load_pem_public_key(pem.strip().encode("utf-8"))
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        return None
+    return key if isinstance(key, rsa.RSAPublicKey) else None
+
+
 def verify_token_signature(token: str, signature_b64: str, public_keys: dict[str, str]) -> str | None:
     """Name of the first key (in map order) whose RSA PKCS#1 v1.5/SHA-256 signature check passes.
 
@@ -165,11 +176,8 @@ def verify_token_signature(token: str, signature_b64: str, public_keys: dict[str
         return None
     data = token.encode("utf-8", errors="surrogatepass")
     for name, pem in public_keys.items():
-        try:
-            key = serialization.load_pem_public_key(str(pem).strip().encode("utf-8"))
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            continue
-        if not isinstance(key, rsa.RSAPublicKey):
+        key = _rsa_public_key(str(pem))
+        if key is None:
             continue
         try:
             key.verify(signature, data, padding.PKCS1v15(), hashes.SHA256())

@@ -29,6 +29,7 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote
 
@@ -70,7 +71,7 @@ class Request:
     #: Identifies the TCP/TLS connection the request came on (keep-alive aware).
     connection_id: str = ""
 
-    @property
+    @cached_property
     def query(self) -> dict[str, list[str]]:
         return parse_qs(self.raw_query, keep_blank_values=True)
 

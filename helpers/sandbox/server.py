@@ -114,9 +114,11 @@ class _Handler(BaseHTTPRequestHandler):
             resp.upgrade(self.rfile, self.wfile)
             return
         self.send_header("Content-Length", str(len(resp.body)))
-        self.end_headers()
+        # head and body in one write: one TLS record, no Nagle/delayed-ACK stall between them
+        self._headers_buffer.append(b"\r\n")
         if self.command != "HEAD":
-            self.wfile.write(resp.body)
+            self._headers_buffer.append(resp.body)
+        self.flush_headers()
 
     do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_HEAD = _handle
 
@@ -139,6 +141,7 @@ class HttpsServer(ThreadingHTTPServer):
 
     def finish_request(self, request: socket.socket, client_address) -> None:
         request.settimeout(10.0)  # bounded handshake
+        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             tls = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:

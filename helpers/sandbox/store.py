@@ -36,6 +36,7 @@ class Store:
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute("PRAGMA busy_timeout=10000")  # another connection (the log writer) may hold the write lock
         self._db.execute("PRAGMA foreign_keys=ON")
         with self.tx() as db:
             db.execute(SETTINGS_SCHEMA)
