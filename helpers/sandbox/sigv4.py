@@ -155,3 +155,114 @@ def verify(method: str, raw_path: str, raw_query: str, headers: dict[str, str], 
     if not hmac.compare_digest(expected, signature):
         raise SignatureError("mismatch", service=scope.service)
     return scope
+
+
+#: SigV4's longest presigned-URL lifetime: "X-Amz-Expires ... maximum value is 604800 seconds (7 days)".
+MAX_PRESIGN_EXPIRES = 604800
+
+
+def _query_pairs(raw_query: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in raw_query.split("&") if raw_query else []:
+        key, _, value = item.partition("=")
+        pairs.append((unquote(key), unquote(value)))
+    return pairs
+
+
+def verify_presigned(method: str, raw_path: str, raw_query: str, headers: dict[str, str],
+                     credentials: dict[str, str], *, service: str | None = None, region: str | None = None,
+                     unsigned_params: tuple[str, ...] = ("X-Amz-Security-Token",),
+                     now: dt.datetime | None = None) -> Scope:
+    """Check a SigV4 signature carried in the query string (a presigned URL); return its scope.
+
+    The canonical request is SigV4's for query authentication: the query minus
+    ``X-Amz-Signature`` and minus ``unsigned_params`` (AWS IoT's MQTT-over-WebSocket
+    URL appends ``X-Amz-Security-Token`` after signing), the headers named by
+    ``X-Amz-SignedHeaders`` (must include ``host``), and the SHA-256 of an empty
+    payload. With ``X-Amz-Expires`` the URL is valid from ``X-Amz-Date`` (15
+    minutes of clock skew allowed) for that many seconds; without it,
+    ``X-Amz-Date`` must be within 15 minutes of now, as for header signing.
+    ``service``/``region``, when given, must match the credential scope.
+
+    >>> import hashlib, hmac
+    >>> q = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AK%2F20240101%2Fus-west-2%2Fiotdevicegateway"
+    ...      "%2Faws4_request&X-Amz-Date=20240101T000000Z&X-Amz-SignedHeaders=host")
+    >>> canonical = f"GET\\n/mqtt\\n{q}\\nhost:h\\n\\nhost\\n{hashlib.sha256(b'').hexdigest()}"
+    >>> sts = ("AWS4-HMAC-SHA256\\n20240101T000000Z\\n20240101/us-west-2/iotdevicegateway/aws4_request\\n"
+    ...        + hashlib.sha256(canonical.encode()).hexdigest())
+    >>> key = _signing_key("SK", Scope("AK", "20240101", "us-west-2", "iotdevicegateway"))
+    >>> sig = hmac.new(key, sts.encode(), hashlib.sha256).hexdigest()
+    >>> verify_presigned("GET", "/mqtt", q + "&X-Amz-Signature=" + sig + "&X-Amz-Security-Token=T%2B",
+    ...                  {"host": "h"}, {"AK": "SK"}, service="iotdevicegateway",
+    ...                  now=dt.datetime(2024, 1, 1, 0, 5, tzinfo=dt.timezone.utc)).service
+    'iotdevicegateway'
+    """
+    pairs = _query_pairs(raw_query)
+    params = {k: v for k, v in pairs}
+    if "X-Amz-Signature" not in params and "X-Amz-Credential" not in params:
+        raise SignatureError("missing", service=service or "")
+    for name in ("X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Date", "X-Amz-SignedHeaders", "X-Amz-Signature"):
+        if not params.get(name):
+            raise SignatureError("incomplete", f"The presigned URL has no {name} query parameter", service or "")
+    if params["X-Amz-Algorithm"] != ALGORITHM:
+        raise SignatureError("incomplete", f"X-Amz-Algorithm must be {ALGORITHM}", service or "")
+    parts = params["X-Amz-Credential"].split("/")
+    if len(parts) != 5 or parts[4] != "aws4_request":
+        raise SignatureError("incomplete", "X-Amz-Credential should be scoped to a valid date, region, service "
+                             "and 'aws4_request' (ACCESS_KEY/DATE/REGION/SERVICE/aws4_request)", service or "")
+    scope = Scope(*parts[:4])
+    if service is not None and scope.service != service:
+        raise SignatureError("incomplete", f"Credential should be scoped to correct service: '{service}'", service)
+    if region is not None and scope.region != region:
+        raise SignatureError("incomplete", f"Credential should be scoped to a valid region: '{region}'", scope.service)
+    secret = credentials.get(scope.access_key)
+    if secret is None:
+        raise SignatureError("unknown-key", service=scope.service)
+    signed = params["X-Amz-SignedHeaders"].split(";")
+    if "host" not in signed:
+        raise SignatureError("incomplete", "X-Amz-SignedHeaders must include 'host'", scope.service)
+    amz_date = params["X-Amz-Date"]
+    try:
+        when = dt.datetime.strptime(amz_date, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        raise SignatureError("incomplete", "X-Amz-Date must be in the form YYYYMMDD'T'HHMMSS'Z'",
+                             scope.service) from None
+    if when.strftime("%Y%m%d") != scope.date:
+        raise SignatureError("incomplete", f"Date in Credential scope does not match YYYYMMDD from X-Amz-Date: "
+                             f"{scope.date} != {amz_date[:8]}", scope.service)
+    now = now or dt.datetime.now(dt.timezone.utc)
+    raw_expires = params.get("X-Amz-Expires")
+    if raw_expires is not None:
+        if not raw_expires.isdigit() or not 0 < int(raw_expires) <= MAX_PRESIGN_EXPIRES:
+            raise SignatureError("incomplete", f"X-Amz-Expires must be a whole number of seconds from 1 to "
+                                 f"{MAX_PRESIGN_EXPIRES} (7 days), not {raw_expires!r}", scope.service)
+        if now < when - MAX_SKEW:
+            raise SignatureError("expired", f"The presigned URL is not valid yet: X-Amz-Date {amz_date} is more "
+                                 "than 15 minutes in the future. Check the clock of this machine.", scope.service)
+        if now > when + dt.timedelta(seconds=int(raw_expires)):
+            raise SignatureError("expired", f"The presigned URL expired: signed at {amz_date}, valid for "
+                                 f"{raw_expires} seconds. Sign a new URL.", scope.service)
+    elif abs(now - when) > MAX_SKEW:
+        raise SignatureError("expired", f"Signature expired: {amz_date} is not within 15 minutes of "
+                             f"{now:%Y%m%dT%H%M%SZ}. Sign a new URL, and check the clock of this machine.",
+                             scope.service)
+    excluded = {"X-Amz-Signature", *unsigned_params}
+    canonical_query = "&".join(
+        f"{k}={v}" for k, v in sorted((quote(k, safe="-_.~"), quote(v, safe="-_.~"))
+                                      for k, v in pairs if k not in excluded))
+    canonical = "\n".join([
+        method,
+        quote(raw_path or "/", safe="/~"),
+        canonical_query,
+        _canonical_headers(headers, signed),
+        ";".join(signed),
+        hashlib.sha256(b"").hexdigest(),
+    ])
+    string_to_sign = "\n".join([
+        ALGORITHM, amz_date, f"{scope.date}/{scope.region}/{scope.service}/aws4_request",
+        hashlib.sha256(canonical.encode()).hexdigest(),
+    ])
+    expected = hmac.new(_signing_key(secret, scope), string_to_sign.encode(), hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(expected.encode(), params["X-Amz-Signature"].encode()):
+        raise SignatureError("mismatch", service=scope.service)
+    return scope
