@@ -26,7 +26,7 @@ $(STAMP): requirements.txt
 	@touch $(STAMP)
 
 run: $(STAMP)
-	$(RUN_ENV) $(PY) scripts/run_notebooks.py
+	$(RUN_ENV) $(PY) scripts/nb.py run
 
 test: $(STAMP)
 	$(RUN_ENV) $(PY) scripts/test.py

@@ -22,11 +22,14 @@ Usage:
 """
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
+import zipfile
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any, Callable
 
 import boto3
@@ -36,6 +39,9 @@ from .errors import ConfigurationError, WorkbookError
 from .state import WorkbookState
 
 TARGETS = ("sandbox", "aws")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The authorizer function's source folder, deployed by notebook 01.
+FUNCTION_DIR = REPO_ROOT / "functions" / "custom_auth"
 #: The tag every resource the workbook creates carries (value: the workbook's suffix).
 TAG_KEY = "iot-custom-auth-workbook"
 
@@ -93,6 +99,18 @@ class Workbook:
                                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY variables), or use the sandbox target.")
         return creds.get_frozen_credentials()
 
+    @property
+    def keys_dir(self) -> Path:
+        """Where the token-signing key pair lives: a folder beside the state file (git-ignored, 0700)."""
+        return Path(self.state.path).parent / "keys"
+
+    def relative(self, path) -> str:
+        """A path as shown to the learner: relative to the repository when inside it."""
+        try:
+            return str(Path(path).resolve().relative_to(REPO_ROOT))
+        except ValueError:
+            return str(path)
+
     def tags(self) -> dict[str, str]:
         return {TAG_KEY: self.state.suffix}
 
@@ -141,6 +159,20 @@ def choose_target(target: str, region: str | None = None, state: WorkbookState |
         state.set(region=region)
     state.set(target=target)
     return open_workbook(target, state)
+
+
+def zip_function(directory: Path | str) -> bytes:
+    """The deployment package for a Lambda function: every file of ``directory`` in a zip, in memory.
+
+    What ``zip -r function.zip .`` does from inside the folder; caches and compiled files are left out.
+    """
+    directory = Path(directory)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                zf.write(path, path.relative_to(directory).as_posix())
+    return buf.getvalue()
 
 
 def error_code(exc: BaseException) -> str | None:
