@@ -88,8 +88,8 @@ class Workbook:
 
     @property
     def tls_verify(self) -> str | bool:
-        """What ``requests`` needs as ``verify=``: the sandbox's CA, ``AWS_CA_BUNDLE``, or the system's trust."""
-        return self.ca_bundle or os.environ.get("AWS_CA_BUNDLE") or True
+        """What ``requests`` needs as ``verify=``: the sandbox's CA or ``AWS_CA_BUNDLE``, else the system's trust."""
+        return self.ca_bundle or True
 
     def credentials(self):
         """The session's credentials (frozen), for signing MQTT-over-WebSocket URLs."""
@@ -144,7 +144,8 @@ def open_workbook(target: str | None = None, state: WorkbookState | None = None)
         raise AwsSetupError("The target is 'aws' but boto3 found no credentials. Run `aws configure` (or set "
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), then re-run this cell; "
                             "or choose the sandbox target in notebook 00.")
-    return Workbook(state, target, session)
+    # AWS_CA_BUNDLE is what boto3 trusts too; requests and the MQTT watcher get the same bundle (None = system's)
+    return Workbook(state, target, session, ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None)
 
 
 def choose_target(target: str, region: str | None = None, state: WorkbookState | None = None) -> Workbook:

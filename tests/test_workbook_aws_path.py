@@ -1,0 +1,43 @@
+"""The whole workbook with the target set to AWS, while the standard AWS variables point at the sandbox.
+
+This is the code path a learner with a real account runs: boto3's own configuration (AWS_ENDPOINT_URL,
+AWS_CA_BUNDLE, credentials from the environment), no sandbox helpers. Pointing it at the sandbox proves the
+AWS path is the same code, and that it works end to end.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helpers import sandbox
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import nb as nbtool  # noqa: E402
+
+
+@pytest.mark.skipif(not nbtool.all_names(), reason="no notebooks yet")
+def test_workbook_runs_on_the_aws_code_path(tmp_path, monkeypatch):
+    home = tmp_path / "sandbox"
+    settings = sandbox.ensure_running(home)
+    try:
+        for key, value in settings.env().items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setenv("WORKBOOK_TARGET", "aws")
+        monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
+        # a sandbox the notebooks must NOT start: on the AWS path nothing may touch helpers.sandbox
+        monkeypatch.setenv("IOT_SANDBOX_HOME", str(tmp_path / "unused-sandbox"))
+        results = []
+        ok = nbtool.execute(nbtool.all_names(), out_dir=tmp_path / "executed",
+                            report=lambda name, ok, s, detail: results.append((name, ok, detail)))
+        assert ok, results
+        assert [name for name, *_ in results] == nbtool.all_names()
+        assert not (tmp_path / "unused-sandbox").exists()
+        setup = nbformat.read(tmp_path / "executed" / "00-set-up.ipynb", as_version=4)
+        text = "".join(o.get("text", "") for c in setup.cells if c.cell_type == "code" for o in c.get("outputs", []))
+        assert "target:   aws" in text
+    finally:
+        sandbox.stop(home)
