@@ -197,8 +197,12 @@ class WorkbookState:
         return self._data["values"].get(key, default)
 
     def set(self, **values: Any) -> None:
-        """Save ``values`` (``Path`` objects become strings). Each must be JSON-serializable."""
-        cleaned = {key: str(value) if isinstance(value, Path) else value for key, value in values.items()}
+        """Save ``values`` (``Path`` objects become strings; ``None`` removes the key). JSON values only."""
+        removed = [key for key, value in values.items() if value is None]
+        if "suffix" in removed:
+            raise ValueError("the suffix cannot be removed: every resource name depends on it.")
+        cleaned = {key: str(value) if isinstance(value, Path) else value
+                   for key, value in values.items() if value is not None}
         if "suffix" in cleaned and not (isinstance(cleaned["suffix"], str) and _SUFFIX.fullmatch(cleaned["suffix"])):
             raise ValueError("suffix must be 6 lowercase letters or digits.")
         if "target" in cleaned:
@@ -207,7 +211,12 @@ class WorkbookState:
             json.dumps(cleaned)
         except (TypeError, ValueError) as error:
             raise TypeError(f"Only JSON values can be saved in the workbook state: {error}") from None
-        self._update(lambda data: data["values"].update(cleaned))
+        def change(data: dict) -> None:
+            data["values"].update(cleaned)
+            for key in removed:
+                data["values"].pop(key, None)
+
+        self._update(change)
 
     def require(self, key: str, notebook: str = "03-create-authorizer") -> Any:
         """The value under ``key``; :class:`NotReadyError` naming ``notebook`` if it is missing."""

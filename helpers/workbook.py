@@ -154,12 +154,15 @@ def choose_target(target: str, region: str | None = None, state: WorkbookState |
     target = target.strip().lower()
     if target not in TARGETS:
         raise ConfigurationError(f"Unknown target {target!r}: choose 'sandbox' or 'aws'.")
-    if region is not None:
-        if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
-            raise ConfigurationError(f"{region!r} does not look like an AWS region (for example us-west-2).")
-        state.set(region=region)
-    state.set(target=target)
-    return open_workbook(target, state)
+    if region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
+        raise ConfigurationError(f"{region!r} does not look like an AWS region (for example us-west-2).")
+    before = {"target": state.get("target"), "region": state.get("region")}
+    state.set(target=target, **({"region": region} if region else {}))
+    try:
+        return open_workbook(target, state)
+    except Exception:
+        state.set(**before)  # a target that cannot be opened is not recorded
+        raise
 
 
 def zip_function(directory: Path | str) -> bytes:

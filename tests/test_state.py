@@ -262,3 +262,14 @@ def test_notebooks_show_workbook_errors_as_one_line(path, capsys):
         assert "Traceback" in "".join(capsys.readouterr())
     finally:
         InteractiveShell.clear_instance()
+
+
+def test_setting_none_removes_a_value_but_never_the_suffix(tmp_path):
+    from helpers.state import WorkbookState
+    state = WorkbookState.load(tmp_path / "state.json")
+    state.set(target="aws", function_arn="arn:aws:lambda:us-west-2:123456789012:function:f")
+    state.set(target=None, function_arn=None)
+    again = WorkbookState.load(tmp_path / "state.json")
+    assert again.get("function_arn") is None and again.target == "sandbox"
+    with pytest.raises(ValueError, match="suffix"):
+        again.set(suffix=None)

@@ -87,3 +87,15 @@ def test_retry_while_retries_only_the_named_error():
     with pytest.raises(botocore.exceptions.ClientError):
         workbook.retry_while(always, codes=("InvalidParameterValueException",), attempts=4, sleep=sleeps.append)
     assert len(sleeps) == 2 + 3  # bounded
+
+
+def test_a_target_that_cannot_open_is_not_recorded(dirs, monkeypatch):
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(dirs / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(dirs / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    with pytest.raises(workbook.AwsSetupError):
+        workbook.choose_target("aws", region="eu-west-1")
+    state = WorkbookState.load()
+    assert state.target == "sandbox" and state.region == "us-west-2"

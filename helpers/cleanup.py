@@ -1,0 +1,198 @@
+"""Notebook 09's plumbing: delete exactly what the workbook recorded, in a safe order.
+
+Every notebook records what it creates (``wb.record(kind, id)``, kept in the state
+file). :func:`cleanup` deletes those resources and nothing else, newest first
+within each kind, and the kinds in the order AWS needs:
+
+1. ``iot-authorizer`` (its name): cleared as the default authorizer if it is the
+   default, set INACTIVE (an ACTIVE authorizer cannot be deleted), then deleted;
+2. ``lambda-permission`` (``FUNCTION_NAME/STATEMENT_ID``): removed from the function's policy;
+3. ``lambda-function`` (its name): deleted;
+4. ``iam-role-policy`` (``ROLE_NAME/POLICY_ARN``): detached from the role;
+5. ``iam-role`` (its name): deleted (IAM refuses while policies are attached);
+6. ``key-pair`` (its folder): the two key files deleted (``helpers.keys.key_paths``).
+
+It is safe to run again, and after a partial run: a resource that no longer
+exists (``ResourceNotFoundException``, ``NoSuchEntity``, missing files) is
+reported as "already gone" and forgotten; any other error is reported as
+"failed: ..." and stays recorded, so the next run retries it. A kind the workbook
+does not know is reported as failed and kept, never guessed at.
+
+Usage:
+
+>>> import tempfile, pathlib
+>>> from helpers.state import WorkbookState
+>>> tmp = tempfile.TemporaryDirectory()
+>>> class Offline:  # dry runs make no AWS call, so no client is needed
+...     state = WorkbookState.load(pathlib.Path(tmp.name) / "state.json")
+>>> wb = Offline()
+>>> wb.state.record_resource("iam-role", "custom-auth-function-role-abc123")
+>>> wb.state.record_resource("lambda-function", "custom-auth-function-abc123")
+>>> print(format_steps(cleanup(wb, dry_run=True)))
+KIND             RESOURCE                          ACTION           OUTCOME
+lambda-function  custom-auth-function-abc123       delete function  would delete
+iam-role         custom-auth-function-role-abc123  delete role      would delete
+>>> tmp.cleanup()
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import botocore.exceptions
+
+from helpers.keys import key_paths
+from helpers.state import REPO_ROOT
+
+#: Deletion order: each kind only after everything that depends on it.
+ORDER = ("iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")
+#: Error codes meaning "this does not exist (any more)".
+GONE_CODES = ("ResourceNotFoundException", "NoSuchEntity")
+ALREADY_GONE = "already gone"
+DELETED = "deleted"
+WOULD_DELETE = "would delete"
+
+
+@dataclass
+class Step:
+    """One resource and what clean-up did to it: ``outcome`` is "deleted", "already gone" or "failed: ..."."""
+
+    kind: str
+    resource_id: str
+    action: str
+    outcome: str
+
+
+class _Gone(Exception):
+    """Raised by a deleter when the resource was not there."""
+
+
+def _split(resource_id: str, what: str) -> tuple[str, str]:
+    first, sep, rest = resource_id.partition("/")
+    if not sep or not first or not rest:
+        raise ValueError(f"the record {resource_id!r} is not {what}")
+    return first, rest
+
+
+def _delete_authorizer(wb, name: str) -> None:
+    iot = wb.client("iot")
+    try:
+        default = iot.describe_default_authorizer().get("authorizerDescription", {}).get("authorizerName")
+    except botocore.exceptions.ClientError as error:
+        if _code(error) not in GONE_CODES:  # ResourceNotFoundException here means "no default is set"
+            raise
+        default = None
+    if default == name:
+        iot.clear_default_authorizer()
+    iot.update_authorizer(authorizerName=name, status="INACTIVE")
+    iot.delete_authorizer(authorizerName=name)
+
+
+def _delete_permission(wb, resource_id: str) -> None:
+    function, statement_id = _split(resource_id, "FUNCTION_NAME/STATEMENT_ID")
+    wb.client("lambda").remove_permission(FunctionName=function, StatementId=statement_id)
+
+
+def _delete_function(wb, name: str) -> None:
+    wb.client("lambda").delete_function(FunctionName=name)
+
+
+def _detach_policy(wb, resource_id: str) -> None:
+    role, policy_arn = _split(resource_id, "ROLE_NAME/POLICY_ARN")
+    wb.client("iam").detach_role_policy(RoleName=role, PolicyArn=policy_arn)
+
+
+def _delete_role(wb, name: str) -> None:
+    wb.client("iam").delete_role(RoleName=name)
+
+
+def _delete_key_files(wb, directory: str) -> None:
+    present = [path for path in key_paths(Path(directory)) if path.exists()]
+    if not present:
+        raise _Gone()
+    for path in present:
+        path.unlink(missing_ok=True)
+
+
+#: kind → (what is done, how)
+ACTIONS: dict[str, tuple[str, Callable[[Any, str], None]]] = {
+    "iot-authorizer": ("deactivate, delete", _delete_authorizer),
+    "lambda-permission": ("remove permission", _delete_permission),
+    "lambda-function": ("delete function", _delete_function),
+    "iam-role-policy": ("detach policy", _detach_policy),
+    "iam-role": ("delete role", _delete_role),
+    "key-pair": ("delete key files", _delete_key_files),
+}
+
+
+def _code(error: botocore.exceptions.ClientError) -> str | None:
+    return error.response.get("Error", {}).get("Code")
+
+
+def _ordered(resources: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Known kinds in ORDER (newest first within a kind), then unknown kinds, newest first."""
+    newest_first = list(reversed(resources))
+    rank = {kind: i for i, kind in enumerate(ORDER)}
+    return sorted(newest_first, key=lambda entry: rank.get(entry[0], len(ORDER)))  # sorted() is stable
+
+
+def _run(wb, kind: str, resource_id: str) -> Step:
+    if kind not in ACTIONS:
+        return Step(kind, resource_id, "none",
+                    f"failed: the workbook does not know how to delete a {kind!r}; delete it by hand, then run "
+                    f"wb.state.forget_resource({kind!r}, {resource_id!r})")
+    action, delete = ACTIONS[kind]
+    try:
+        delete(wb, resource_id)
+    except _Gone:
+        outcome = ALREADY_GONE
+    except botocore.exceptions.ClientError as error:
+        if _code(error) not in GONE_CODES:
+            return Step(kind, resource_id, action, f"failed: {_code(error)}: {_message(error)}")
+        outcome = ALREADY_GONE
+    except (botocore.exceptions.BotoCoreError, OSError, ValueError) as error:
+        return Step(kind, resource_id, action, f"failed: {error}")
+    else:
+        outcome = DELETED
+    wb.state.forget_resource(kind, resource_id)
+    return Step(kind, resource_id, action, outcome)
+
+
+def _message(error: botocore.exceptions.ClientError) -> str:
+    return error.response.get("Error", {}).get("Message") or str(error)
+
+
+def cleanup(wb, *, dry_run: bool = False) -> list[Step]:
+    """Delete every resource recorded in ``wb.state``, safest order first; one :class:`Step` each.
+
+    With ``dry_run=True`` nothing is called or changed: each step's outcome is "would delete".
+    """
+    steps = []
+    for kind, resource_id in _ordered(wb.state.resources()):
+        if dry_run:
+            action = ACTIONS.get(kind, ("none",))[0]
+            steps.append(Step(kind, resource_id, action, WOULD_DELETE if kind in ACTIONS else
+                              f"unknown kind {kind!r}: would be left alone"))
+        else:
+            steps.append(_run(wb, kind, resource_id))
+    return steps
+
+
+def _shown(step: Step) -> str:
+    """The resource id as the learner knows it: key folders relative to the repository when inside it."""
+    if step.kind == "key-pair":
+        path = Path(step.resource_id).resolve()
+        if path.is_relative_to(REPO_ROOT):
+            return str(path.relative_to(REPO_ROOT))
+    return step.resource_id
+
+
+def format_steps(steps: list[Step]) -> str:
+    """A plain-text table: a header line, then one line per step."""
+    if not steps:
+        return "Nothing recorded: there is nothing to delete."
+    rows = [("KIND", "RESOURCE", "ACTION", "OUTCOME")] + [(s.kind, _shown(s), s.action, s.outcome) for s in steps]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
+                     for row in rows)

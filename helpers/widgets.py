@@ -1,0 +1,397 @@
+"""The notebooks' small interactive controls, each with a plain function twin.
+
+A widget only collects input and shows output; the work is done by an ordinary
+function that the next cell can call too. A headless run (nbval, CI) never
+clicks anything, so it goes through the same code:
+
+- :func:`target_chooser` (notebook 00): record sandbox or aws and the region.
+  Twin: ``helpers.workbook.choose_target(target, region)``.
+- :func:`arn_input`: an ARN box checked on every keystroke.
+  Twins: :func:`validate_function_arn`, :func:`validate_authorizer_arn`.
+- :func:`action_token_sender` (notebook 06): publish with actionToken allow or deny.
+  Twin: ``helpers.publish.send``.
+- :func:`message_view` (notebook 07): the messages on a watch, as they arrive.
+  Twin: :func:`format_messages`.
+
+Every widget works without a browser: building one and calling its handler
+(``chooser.use()``, ``sender.send()``, ``view.refresh()``) never needs a
+frontend, and each keeps its last result on itself for the next cell.
+
+Usage:
+
+>>> validate_function_arn("arn:aws:lambda:us-west-2:123456789012:function:custom-auth-function-abc123") is None
+True
+>>> validate_function_arn("arn:aws:lambda:us-west-2:12345:function:f")
+"The account '12345' must be exactly 12 digits."
+>>> box = arn_input("Function ARN", "arn:aws:lambda:us-west-2:123456789012:function:f", validate_function_arn)
+>>> box.value = "arn:aws:iot:us-west-2:123456789012:function:f"
+>>> box.error
+"The service is 'iot', but a Lambda function ARN has 'lambda' (arn:aws:lambda:...)."
+>>> from helpers.sandbox.broker import Message
+>>> print(format_messages([Message("test/topic", b'{"temperature": 40}', 1, False)]))
+#  TOPIC       QOS  RETAIN  PAYLOAD
+1  test/topic  1    no      {"temperature": 40}
+"""
+from __future__ import annotations
+
+import base64
+import html
+import json
+import re
+import threading
+from typing import Any, Callable, Iterable
+
+import ipywidgets as widgets
+
+from helpers.errors import WorkbookError
+
+__all__ = ["ActionTokenSender", "ArnInput", "MessageView", "TargetChooser", "action_token_sender", "arn_input",
+           "format_messages", "message_view", "target_chooser", "validate_authorizer_arn",
+           "validate_function_arn"]
+
+_WIDE = widgets.Layout(width="100%")
+_LABEL_STYLE = {"description_width": "initial"}
+
+
+def _set_text(output: widgets.Output, text: str) -> None:
+    """Replace an Output's content with ``text`` (works with and without a frontend)."""
+    output.outputs = ({"output_type": "stream", "name": "stdout", "text": text + "\n"},)
+
+
+def _output_text(output: widgets.Output) -> str:
+    return "".join(item.get("text", "") for item in output.outputs)
+
+
+# --- notebook 00: the target ------------------------------------------------------------------------
+
+class TargetChooser(widgets.VBox):
+    """sandbox/aws buttons, a region box and "Use this target"; :meth:`use` is the click handler.
+
+    After a click, ``.workbook`` is the opened :class:`~helpers.workbook.Workbook` (or None) and
+    ``.error`` the error text (or None); ``.output`` shows the same.
+    """
+
+    def __init__(self, state=None):
+        from helpers.state import WorkbookState
+
+        self._state = state
+        current = state or WorkbookState.load()
+        self.target = widgets.ToggleButtons(
+            options=[("sandbox", "sandbox"), ("aws", "aws")], value=current.target, description="Target:",
+            tooltips=["The local stand-in: offline, free", "Your AWS account (boto3's credentials)"],
+            style=_LABEL_STYLE)
+        self.region = widgets.Text(value=current.region, description="Region:", placeholder="us-west-2",
+                                   style=_LABEL_STYLE)
+        self.button = widgets.Button(description="Use this target", button_style="primary", icon="check")
+        self.output = widgets.Output()
+        self.workbook = None
+        self.error: str | None = None
+        self.button.on_click(lambda _button: self.use())
+        super().__init__([self.target, self.region, self.button, self.output])
+
+    def use(self):
+        """Record the chosen target and region (``choose_target``) and show the result. Returns the Workbook."""
+        from helpers.sandbox import SandboxError
+        from helpers.workbook import choose_target
+
+        target, region = self.target.value, self.region.value.strip()
+        _set_text(self.output, f"Opening the workbook on {target} ({region})…")
+        self.button.disabled = True
+        try:
+            self.workbook, self.error = choose_target(target, region, self._state), None
+        except (WorkbookError, SandboxError) as error:
+            self.workbook, self.error = None, f"{type(error).__name__}: {error}"
+            _set_text(self.output, f"✗ {self.error}")
+        else:
+            self.region.value = region
+            _set_text(self.output, f"✓ Recorded.\n{self.workbook.summary()}")
+        finally:
+            self.button.disabled = False
+        return self.workbook
+
+    def __repr__(self) -> str:
+        return f"TargetChooser(target={self.target.value!r}, region={self.region.value!r})"
+
+
+def target_chooser(state=None) -> TargetChooser:
+    """Notebook 00's chooser. Plain twin: ``helpers.workbook.choose_target(target, region)``."""
+    return TargetChooser(state)
+
+
+# --- ARNs -------------------------------------------------------------------------------------------
+
+_PARTITION = re.compile(r"aws[a-z-]*")
+# botocore's lambda FunctionArn region part
+_REGION = re.compile(r"[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d")
+_ACCOUNT = re.compile(r"\d{12}")
+_FUNCTION_NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}")
+_QUALIFIER = re.compile(r"\$LATEST|[a-zA-Z0-9_-]{1,128}")
+_AUTHORIZER_NAME = re.compile(r"[\w=,@-]{1,128}", re.ASCII)
+
+
+def _arn_prefix_problem(text: Any, service: str, shape: str, what: str) -> tuple[str | None, list[str]]:
+    """Check ``arn:PARTITION:SERVICE:REGION:ACCOUNT:``; return (problem, parts)."""
+    if not isinstance(text, str) or not text:
+        return f"Empty: paste an ARN like {shape}.", []
+    if text != text.strip():
+        return "Remove the spaces or line breaks before or after the ARN.", []
+    parts = text.split(":")
+    if parts[0] != "arn":
+        return f"An ARN starts with 'arn:'; expected {shape}.", parts
+    if len(parts) < 6:
+        return f"Too few ':'-separated parts: expected {shape}.", parts
+    if not _PARTITION.fullmatch(parts[1]):
+        return f"The partition {parts[1]!r} is not one of AWS's (aws, aws-cn, aws-us-gov, ...).", parts
+    if parts[2] != service:
+        return f"The service is {parts[2]!r}, but {what} has {service!r} (arn:aws:{service}:...).", parts
+    if not _REGION.fullmatch(parts[3]):
+        return f"The region {parts[3]!r} is not a region name like us-west-2.", parts
+    if not _ACCOUNT.fullmatch(parts[4]):
+        return f"The account {parts[4]!r} must be exactly 12 digits.", parts
+    return None, parts
+
+
+def validate_function_arn(text: str) -> str | None:
+    """None for a Lambda function ARN (``arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]``), else why not.
+
+    The pattern is botocore's ``FunctionArn`` (lambda service model).
+    """
+    shape = "arn:aws:lambda:REGION:ACCOUNT:function:NAME"
+    problem, parts = _arn_prefix_problem(text, "lambda", shape, "a Lambda function ARN")
+    if problem:
+        return problem
+    if parts[5] != "function":
+        return f"After the account comes 'function', not {parts[5]!r}: expected {shape}."
+    if len(parts) < 7 or not parts[6]:
+        return f"The function name is missing: expected {shape}."
+    if len(parts) > 8:
+        return "Too many ':'-separated parts: only NAME and an optional :QUALIFIER may follow 'function:'."
+    if not _FUNCTION_NAME.fullmatch(parts[6]):
+        return (f"The function name {parts[6]!r} may only hold letters, digits, '-' and '_' "
+                "(1 to 64 characters).")
+    if len(parts) == 8 and not _QUALIFIER.fullmatch(parts[7]):
+        return f"The qualifier {parts[7]!r} must be $LATEST, a version number or an alias name."
+    return None
+
+
+def validate_authorizer_arn(text: str) -> str | None:
+    """None for an IoT authorizer ARN (``arn:aws:iot:REGION:ACCOUNT:authorizer/NAME``), else why not.
+
+    NAME follows botocore's ``AuthorizerName``: ``[\\w=,@-]+``, 1 to 128 characters.
+    """
+    shape = "arn:aws:iot:REGION:ACCOUNT:authorizer/NAME"
+    problem, parts = _arn_prefix_problem(text, "iot", shape, "an authorizer ARN")
+    if problem:
+        return problem
+    resource = ":".join(parts[5:])
+    kind, slash, name = resource.partition("/")
+    if kind != "authorizer" or not slash:
+        return f"After the account comes 'authorizer/NAME', not {resource!r}: expected {shape}."
+    if not name:
+        return f"The authorizer name is missing: expected {shape}."
+    if not _AUTHORIZER_NAME.fullmatch(name):
+        return (f"The authorizer name {name!r} may only hold letters, digits and _ = , @ - "
+                "(1 to 128 characters).")
+    return None
+
+
+class ArnInput(widgets.VBox):
+    """A text box and a status line that re-checks the text on every change.
+
+    Read ``.value`` (the text, as typed) and ``.error`` (None when valid) from the next cell;
+    ``.text`` is the Text widget and ``.status`` the HTML status line.
+    """
+
+    def __init__(self, label: str, value: str, validator: Callable[[str], str | None]):
+        self.validator = validator
+        self.text = widgets.Text(value=value, description=label, continuous_update=True, layout=_WIDE,
+                                 style=_LABEL_STYLE)
+        self.status = widgets.HTML()
+        self.error: str | None = None
+        self.text.observe(self._check, names="value")
+        super().__init__([self.text, self.status])
+        self._check()
+
+    def _check(self, _change=None) -> None:
+        self.error = self.validator(self.text.value)
+        if self.error is None:
+            self.status.value = '<span style="color: green">✓ valid</span>'
+        else:
+            self.status.value = f'<span style="color: #b00">✗ {html.escape(self.error)}</span>'
+
+    @property
+    def value(self) -> str:
+        return self.text.value
+
+    @value.setter
+    def value(self, new: str) -> None:
+        self.text.value = new
+
+    def __repr__(self) -> str:
+        return f"ArnInput({self.text.description!r}, valid={self.error is None})"
+
+
+def arn_input(label: str, value: str, validator: Callable[[str], str | None]) -> ArnInput:
+    """A pre-filled ARN box with live checking. Plain twin: the ``validator`` itself."""
+    return ArnInput(label, value, validator)
+
+
+# --- notebook 06: allow / deny ------------------------------------------------------------------------
+
+class ActionTokenSender(widgets.VBox):
+    """allow/deny buttons, Send, and what the endpoint answered (status, body, curl line).
+
+    :meth:`send` is the click handler; ``.last_result`` is the last
+    :class:`helpers.publish.PublishResult` and ``.last_error`` the last error text.
+    """
+
+    def __init__(self, send_fn: Callable[[str], Any]):
+        self.send_fn = send_fn
+        self.action_token = widgets.ToggleButtons(options=["allow", "deny"], value="allow",
+                                                  description="actionToken:", style=_LABEL_STYLE)
+        self.button = widgets.Button(description="Send", button_style="primary", icon="paper-plane")
+        self.output = widgets.Output()
+        self.last_result = None
+        self.last_error: str | None = None
+        self.button.on_click(lambda _button: self.send())
+        super().__init__([self.action_token, self.button, self.output])
+
+    def send(self):
+        """Call ``send_fn(action_token)``, show and keep the result. Errors are shown, not raised."""
+        token = self.action_token.value
+        self.button.disabled = True
+        try:
+            result = self.send_fn(token)
+        except Exception as error:  # a button callback's exception would vanish into the kernel log
+            self.last_error = f"{type(error).__name__}: {error}"
+            _set_text(self.output, f"actionToken={token}: ✗ {self.last_error}")
+            return None
+        finally:
+            self.button.disabled = False
+        self.last_result, self.last_error = result, None
+        body = json.dumps(result.body, indent=2, sort_keys=True) if isinstance(result.body, dict) else result.body
+        verdict = "published" if result.ok else "refused"
+        _set_text(self.output, f"actionToken={token} → HTTP {result.status} ({verdict})\n{body}\n\n"
+                               f"The same request with curl:\n{result.curl}")
+        return result
+
+    def __repr__(self) -> str:
+        return f"ActionTokenSender(action_token={self.action_token.value!r})"
+
+
+def action_token_sender(send_fn: Callable[[str], Any]) -> ActionTokenSender:
+    """Notebook 06's sender. ``send_fn(action_token)`` returns a PublishResult. Plain twin: ``publish.send``."""
+    return ActionTokenSender(send_fn)
+
+
+# --- notebook 07: messages ------------------------------------------------------------------------------
+
+_PAYLOAD_LIMIT = 200
+
+
+def _payload_text(payload: bytes) -> str:
+    """The payload on one line: UTF-8 text (control characters escaped), or a base64 note."""
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = f"(binary, {len(payload)} bytes, base64) {base64.b64encode(payload).decode('ascii')}"
+    else:
+        text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= _PAYLOAD_LIMIT else text[:_PAYLOAD_LIMIT] + "…"
+
+
+def _rows(messages: Iterable) -> list[tuple[str, str, str, str, str]]:
+    return [(str(i), m.topic, str(m.qos), "yes" if m.retain else "no", _payload_text(m.payload))
+            for i, m in enumerate(messages, 1)]
+
+
+def format_messages(messages) -> str:
+    """A plain-text table of messages (topic, QoS, retain, payload), one line each."""
+    rows = _rows(messages)
+    if not rows:
+        return "No messages yet."
+    rows.insert(0, ("#", "TOPIC", "QOS", "RETAIN", "PAYLOAD"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows)
+
+
+class MessageView(widgets.VBox):
+    """A table of the messages on ``watch`` that fills as they arrive.
+
+    If ``watch`` has an ``on_message`` attribute (like :class:`helpers.mqtt.MqttWatch`), the view
+    hooks into it (keeping any hook already there); otherwise a background thread polls
+    ``watch.messages`` every ``interval`` seconds. :meth:`stop` (or ``close()``) undoes either.
+    """
+
+    SHOWN = 50
+
+    def __init__(self, watch, interval: float = 0.5):
+        self.watch = watch
+        self.html = widgets.HTML()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._previous_hook = None
+        self._hooked = hasattr(watch, "on_message")
+        super().__init__([self.html])
+        if self._hooked:
+            self._previous_hook = watch.on_message
+            watch.on_message = self._on_message
+        else:
+            self._thread = threading.Thread(target=self._poll, args=(interval,), name="message-view", daemon=True)
+            self._thread.start()
+        self.refresh()
+
+    def _on_message(self, message) -> None:
+        if self._previous_hook is not None:
+            self._previous_hook(message)
+        self.refresh()
+
+    def _poll(self, interval: float) -> None:
+        seen = -1
+        while not self._stop.wait(interval):
+            count = len(self.watch.messages)
+            if count != seen:
+                seen = count
+                self.refresh()
+
+    def refresh(self) -> None:
+        """Redraw the table from ``watch.messages``."""
+        with self._lock:
+            messages = list(self.watch.messages)
+            self.html.value = _html_table(messages, self.SHOWN)
+
+    @property
+    def text(self) -> str:
+        """What the view shows, as plain text (:func:`format_messages`)."""
+        return format_messages(self.watch.messages)
+
+    def stop(self) -> None:
+        """Stop updating: unhook from the watch or end the polling thread. Safe to call twice."""
+        self._stop.set()
+        if self._hooked and getattr(self.watch, "on_message", None) == self._on_message:
+            self.watch.on_message = self._previous_hook
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        self.stop()
+        super().close()
+
+    def __repr__(self) -> str:
+        return "MessageView()"
+
+
+def _html_table(messages: list, shown: int) -> str:
+    if not messages:
+        return "<i>No messages yet: they appear here as they arrive.</i>"
+    rows = _rows(messages)[-shown:]
+    note = f"<p>Showing the last {shown} of {len(messages)} messages.</p>" if len(messages) > shown else ""
+    cells = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
+    head = "".join(f"<th>{name}</th>" for name in ("#", "topic", "QoS", "retain", "payload"))
+    return f"{note}<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+
+
+def message_view(watch, interval: float = 0.5) -> MessageView:
+    """Notebook 07's live view of ``watch.messages``. Plain twin: :func:`format_messages`."""
+    return MessageView(watch, interval)
