@@ -51,28 +51,28 @@ class KeyFileError(WorkbookError):
         super().__init__(message)
 
 
-def show_briefly(shell=None) -> bool:
+def show_briefly(shell=None) -> None:
     """In Jupyter/IPython, show a :class:`WorkbookError` as its message, without a stack trace.
 
     The cell still fails (so a later cell does not run on bad assumptions, and
     nbval's ``raises-exception`` tag still sees an error). Other exceptions keep
-    their full traceback. Returns False outside IPython, where it does nothing.
+    their full traceback. Outside IPython it does nothing. It returns nothing, so a
+    notebook cell that ends with it shows no output.
     """
     if shell is None:
         try:
             from IPython import get_ipython
         except ImportError:
-            return False
+            return
         shell = get_ipython()
     if shell is None:
-        return False
+        return
 
     def message_only(shell, etype, value, tb, tb_offset=None):
         # IPython's own short form: the error line, plus a hint that %tb shows the rest.
         shell.showtraceback((etype, value, tb), exception_only=True)
 
     shell.set_custom_exc((WorkbookError,), message_only)
-    return True
 
 
 class ConfigurationError(WorkbookError):
