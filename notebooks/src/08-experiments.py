@@ -1,0 +1,403 @@
+# %% [markdown]
+# # 08 · Experiments from the tutorial's next steps
+#
+# The AWS tutorial ends with a suggestion: change things and see what happens. This notebook does
+# that, with a subscriber watching, and then goes one step further than a `403` can: it reads AWS
+# IoT's own log to find out *why* each request was refused. Last, it moves the credentials from the
+# headers into the URL, where a single unencoded character is enough to break the signature.
+#
+# ## What you will learn
+# 1. What happens to a request whose token signature was tampered with.
+# 2. What happens when the function itself says Deny.
+# 3. How to read *why* a request was refused, from the decision log and the function's own log.
+# 4. How to pass the credentials as query parameters, and why the signature must be URL-encoded there.
+#
+# **Time to learn:** 25 minutes
+#
+# ## Prerequisites
+# | Concept | Importance | Where |
+# | --- | --- | --- |
+# | Publishing over HTTPS with a custom authorizer | Necessary | [06 · Publish over HTTPS](06-publish-https.ipynb) |
+# | Watching a topic with MQTT | Necessary | [07 · Watch the messages arrive](07-watch-messages.ipynb) |
+# | How a token signature is made and checked | Helpful | [02 · The token-signing key pair](02-key-pair.ipynb) |
+# | Percent-encoding in URLs | Helpful | [MDN: Percent-encoding](https://developer.mozilla.org/en-US/docs/Glossary/Percent-encoding) |
+
+# %%
+import json
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import requests
+
+from helpers.errors import show_briefly
+from helpers.keys import sign_token, tamper, verify_signature
+from helpers.mqtt import watch_from_session
+from helpers.publish import query_auth_url, send
+from helpers.workbook import error_code, open_workbook
+
+show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+
+# %% [markdown]
+# Open the workbook, prepare the token and its signature as in notebook 06, and start a watcher on
+# the topic (notebook 07) so that every experiment also shows whether a message got through.
+
+# %%
+wb = open_workbook()
+token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
+token = wb.state.require("token", notebook="05-test-invoke")
+private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
+public_key_pem = Path(wb.state.require("public_key_path", notebook="02-key-pair")).read_text()
+signature = sign_token(private_key_path, token)
+topic = "test/cust-auth/topic"
+
+
+def publish(payload, *, action_token="allow", with_signature=signature):
+    """One HTTPS publish through the custom authorizer (the request of notebook 06, in helpers/publish.py)."""
+    return send(wb, topic, payload, authorizer=wb.names.authorizer, token_key_name=token_key_name,
+                token=token, signature=with_signature, action_token=action_token)
+
+
+watch = watch_from_session(wb.session, wb.data_endpoint, topic, ca_bundle=wb.ca_bundle)
+watch.start(timeout=15)
+print(f"Watching {topic!r}; messages so far: {len(watch.messages)}")
+
+# %% [markdown]
+# ## 1. A tampered signature
+#
+# First a baseline: one good request, which must arrive. The time just before it is kept, so that
+# section 3 can find this request in the function's log.
+
+# %%
+started_ms = int(time.time() * 1000) - 1000  # a second of slack for clock granularity
+good_payload = json.dumps({"experiment": "baseline"})
+good = publish(good_payload)
+print("baseline:", good.status, good.body["message"])
+print("arrived: ", [m.payload.decode() for m in watch.wait_for(1, timeout=10)])
+
+# %% [markdown]
+# Now change one character in the middle of the signature. `helpers.keys.tamper` swaps it for the
+# next character of the base64 alphabet, so the result is still well-formed base64, just not a
+# signature of the token any more. Check it locally first with the public key, the way AWS IoT
+# checks it:
+
+# %%
+bad_signature = tamper(signature)
+changed = [i for i, (a, b) in enumerate(zip(signature, bad_signature)) if a != b]
+print(f"characters changed: {len(changed)} (at position {changed[0]} of {len(signature)})")
+print("original verifies:", verify_signature(public_key_pem, token, signature))
+print("tampered verifies:", verify_signature(public_key_pem, token, bad_signature))
+
+# %%
+count_before = len(watch.messages)
+tampered = publish(json.dumps({"experiment": "tampered signature"}), with_signature=bad_signature)
+print("tampered:", tampered.status, tampered.body["message"])
+time.sleep(2)  # give a (wrong) delivery time to show up
+print("new messages on the topic:", len(watch.messages) - count_before)
+
+# %% [markdown]
+# ### What just happened
+# AWS IoT verified the signature with the authorizer's public key *before* doing anything else, the
+# check failed, and the request was refused on the spot: `403 Forbidden`, nothing published. Your
+# function was not even invoked, so a forged token costs you no Lambda invocation, and your
+# function's code never has to defend against forgeries. The `actionToken=allow` in the URL did not
+# matter: nobody read it.
+
+# %% [markdown]
+# ## 2. The function says Deny
+#
+# The tutorial's other lever: a valid signature, but `actionToken=deny`.
+
+# %%
+count_before = len(watch.messages)
+denied = publish(json.dumps({"experiment": "deny"}), action_token="deny")
+print("deny:", denied.status, denied.body["message"])
+time.sleep(2)
+print("new messages on the topic:", len(watch.messages) - count_before)
+
+# %% [markdown]
+# ### What just happened
+# The client sees exactly the same answer as for the forged signature: `403 Forbidden` and a trace
+# id. Inside AWS IoT, though, this request went further: the signature verified, the function ran,
+# and it returned a policy whose statement *denies* `iot:*`. An explicit Deny beats any Allow, so
+# `iot:Publish` was refused. From the outside you cannot tell the two apart; the log can.
+
+# %% [markdown]
+# ## 3. Read why: the decision log
+#
+# AWS IoT writes one log entry per decision to the CloudWatch Logs group **`AWSIotLogsV2`**, with
+# the request's **trace id** (the one in every answer), a `status`, and for failures a `reason` and
+# `details`. The trace id is therefore how you find *your* request: search the group for it with a
+# filter pattern in double quotes (an exact-phrase match).
+#
+# Two things to know before you rely on it:
+#
+# - **On AWS the group exists only when AWS IoT logging is enabled** for the account and region
+#   (`aws iot set-v2-logging-options --role-arn ROLE_ARN --default-log-level ERROR`, with a role AWS
+#   IoT may use to write logs). It is an account-wide setting that costs money per log line, so this
+#   workbook does not turn it on for you. Without it, the calls below say the group does not exist.
+# - **The `sandbox` object is sandbox-only.** AWS's entries carry the status, reason and details; the
+#   sandbox adds what it alone can see: whether the signature verified, whether the function ran, and
+#   which policy statement decided. On AWS those columns show `-`.
+#
+# AWS delivers log events a few seconds after the fact, so the helper below asks again for a while
+# before giving up. (The sandbox writes them at once.)
+
+# %%
+logs = wb.client("logs")
+
+
+def decision_for(trace_id, attempts=15):
+    """The AWSIotLogsV2 entry for one request, or None if none arrived in ~30 s."""
+    for _ in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
+        events = logs.filter_log_events(logGroupName="AWSIotLogsV2", filterPattern=f'"{trace_id}"')["events"]
+        if events:
+            return json.loads(events[0]["message"])
+        time.sleep(2)
+    return None
+
+
+requests_sent = {"baseline": good, "tampered": tampered, "deny": denied}
+try:
+    decisions = {label: decision_for(result.trace_id) for label, result in requests_sent.items()}
+except logs.exceptions.ResourceNotFoundException:
+    decisions = {}
+    print("The log group AWSIotLogsV2 does not exist: AWS IoT logging is not enabled in this account and "
+          "region. Enable it with `aws iot set-v2-logging-options` (see above) and run this notebook again; "
+          "until then, the explanation below says what the log would show.")
+
+print(f"{'request':<10} {'status':<8} {'reason':<24} {'signatureVerified':<18} {'lambdaInvoked':<14} decidedBy")
+for label, entry in decisions.items():
+    if entry is None:
+        print(f"{label:<10} (no log entry arrived for trace id {requests_sent[label].trace_id})")
+        continue
+    extra = entry.get("sandbox", {})
+    decided = (extra.get("decidedBy") or {}).get("detail", "-") if extra else "-"
+    print(f"{label:<10} {entry['status']:<8} {entry.get('reason', '-'):<24} "
+          f"{str(extra.get('signatureVerified', '-')):<18} {str(extra.get('lambdaInvoked', '-')):<14} {decided}")
+
+# %% [markdown]
+# The `details` say it in words:
+
+# %%
+for label, entry in decisions.items():
+    if entry and entry["status"] != "Success":
+        print(f"{label}:\n  {entry.get('details', '-')}\n")
+
+# %% [markdown]
+# ### What just happened
+# - **tampered**: `AUTHENTICATION_FAILURE`, signature not verified, function not invoked. AWS IoT
+#   could not establish *who* the client is.
+# - **deny**: `AUTHORIZATION_FAILURE`, signature verified, function invoked, refused by the Deny
+#   statement of the policy the function returned. The client was recognised, but not allowed to
+#   publish.
+# - **baseline**: `Success`, allowed by the function's Allow statement.
+#
+# Authentication (who are you?) and authorization (what may you do?) are two separate steps, and the
+# log tells you which one failed. From a terminal, `python -m helpers.sandbox log` shows the
+# sandbox's log groups as they grow.
+
+# %% [markdown]
+# ### The function's own log
+#
+# Whatever a Lambda function prints goes to its log group, `/aws/lambda/FUNCTION_NAME`, between a
+# `START` and an `END` line carrying the invocation's request id. Read the lines since the baseline
+# request, and keep the invocation that saw `actionToken=allow`: that is the baseline's. (The event
+# line is long; only the parts the function used are shown.)
+
+# %%
+lambda_group = f"/aws/lambda/{wb.names.function}"
+invocation = []
+for _ in range(15):  # AWS delivers log events a few seconds late
+    # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time STARTED_MS
+    events = logs.filter_log_events(logGroupName=lambda_group, startTime=started_ms)["events"]
+    lines = [event["message"].rstrip("\n") for event in events]
+    invocations, current = [], None  # the lines from each START to its END (REPORT timings left out)
+    for line in lines:
+        if line.startswith("START RequestId:"):
+            current = []
+        if current is not None:
+            current.append(line)
+        if line.startswith("END RequestId:") and current is not None:
+            invocations.append(current)
+            current = None
+    invocation = next((inv for inv in invocations if any("['allow']" in line for line in inv)), [])
+    if invocation:
+        break
+    time.sleep(2)
+for line in invocation:
+    if line.startswith("Event received: "):  # the whole event is long: show the parts the function used
+        event = json.loads(line[len("Event received: "):])
+        line = (f"Event received: token={event.get('token')!r}, signatureVerified={event.get('signatureVerified')}, "
+                f"queryString={event['protocolData']['http']['queryString']!r}, ...")
+    print(line)
+
+# %% [markdown]
+# The function received the query string, found `actionToken` equal to `allow`, and answered with
+# an Allow policy: the same decision the log entry's `Success` records, seen from the other side.
+# For the tampered request there is no invocation in this log at all.
+
+# %% [markdown]
+# ### Troubleshooting
+# - **`ResourceNotFoundException: The specified log group does not exist.`** for `AWSIotLogsV2`: AWS
+#   IoT logging is off (see above). For `/aws/lambda/...`: the function has never run, or its execution
+#   role may not write logs (notebook 01 attaches `AWSLambdaBasicExecutionRole` for that).
+# - **No events yet**: on AWS, log events arrive seconds after the request; ask again.
+# - **The wrong log group name** is the most common slip. The old version of AWS IoT logging wrote to
+#   `AWSIotLogs`; the current one writes to `AWSIotLogsV2`:
+
+# %% tags=["raises-exception"]
+logs.filter_log_events(logGroupName="AWSIotLogs", filterPattern=f'"{denied.trace_id}"')
+
+# %% [markdown]
+# ## 4. Credentials in the query string
+#
+# Headers are not always available: a browser cannot add custom headers to a WebSocket request, for
+# example. So AWS IoT also accepts the three credentials as **query parameters** of the URL. The
+# catch is encoding. A base64 signature can contain `+`, `/` and `=`, and in a query string `+` means
+# a space (the form-encoding rule that servers apply when they decode query parameters). An
+# unencoded `+` therefore arrives as a space, the signature no longer matches, and the request is
+# refused before your function runs. AWS's documentation says it plainly: the signature must be
+# URL-encoded.
+#
+# Whether the signature of `tokenKeyValue` contains a `+` depends on your key. It almost always does
+# (a 684-character signature lacks a `+` for about one key in 46,000). If yours has none, the cell
+# below picks the first of `tokenKeyValue-1`, `tokenKeyValue-2`, ... whose signature has one; the
+# function does not care which token it gets, and the choice is the same every time for your key.
+
+# %%
+demo_token, demo_signature, attempt = token, signature, 0
+while "+" not in demo_signature:
+    attempt += 1
+    demo_token = f"{token}-{attempt}"
+    demo_signature = sign_token(private_key_path, demo_token)
+if demo_token == token:
+    print(f"The signature of {token!r} contains '+': it shows the problem as it is.")
+else:
+    print(f"The signature of {token!r} has no '+', so the experiment uses {demo_token!r}, whose signature has one.")
+
+# %% [markdown]
+# First the naive URL: the three credentials appended with an f-string, the signature pasted in as it
+# is. Decode the query string the way a server does, and look at what becomes of the signature:
+
+# %%
+endpoint = wb.data_endpoint
+raw_url = (f"https://{endpoint}/topics/{topic}?qos=0&actionToken=allow"
+           f"&x-amz-customauthorizer-name={wb.names.authorizer}&{token_key_name}={demo_token}"
+           f"&x-amz-customauthorizer-signature={demo_signature}")
+received = parse_qs(urlsplit(raw_url).query)["x-amz-customauthorizer-signature"][0]
+print("URL:", raw_url)
+print("the server reads the signature unchanged:", received == demo_signature)
+print("what it reads contains spaces:          ", " " in received)
+
+# %%
+unencoded = requests.post(raw_url, data=json.dumps({"experiment": "query, not encoded"}),
+                          verify=wb.tls_verify, timeout=15)
+print(unencoded.status_code, unencoded.json()["message"])
+
+# %% [markdown]
+# Now the same parameters, every value URL-encoded (`+` becomes `%2B`, `/` becomes `%2F`, `=` becomes
+# `%3D`). `helpers.publish.query_auth_url` builds that URL with `urllib.parse.quote(value, safe="")`:
+
+# %%
+encoded_url = query_auth_url(endpoint, topic, authorizer=wb.names.authorizer, token_key_name=token_key_name,
+                             token=demo_token, signature=demo_signature, action_token="allow")
+received = parse_qs(urlsplit(encoded_url).query)["x-amz-customauthorizer-signature"][0]
+start_of_signature = encoded_url.index("x-amz-customauthorizer-signature=")
+print("URL:", encoded_url[:start_of_signature] + "x-amz-customauthorizer-signature=<the signature, URL-encoded>")
+print("how quote() writes + / =:               ", quote("+/=", safe=""))
+print("the server reads the signature unchanged:", received == demo_signature)
+count_before = len(watch.messages)
+encoded = requests.post(encoded_url, data=json.dumps({"experiment": "query, encoded"}),
+                        verify=wb.tls_verify, timeout=15)
+print(encoded.status_code, encoded.json()["message"])
+print("arrived:", [m.payload.decode() for m in watch.wait_for(count_before + 1, timeout=10)[count_before:]])
+
+# %% [markdown]
+# ### What just happened
+# The only difference between the two requests is how the signature was written into the URL. The
+# server decoded `%2B` back into `+`, the signature verified, the function read `actionToken=allow`
+# from the same query string, and the message was published. `urllib.parse.quote(signature,
+# safe="")` is all the encoding takes; AWS's device SDKs do it for you. The `/` and `=` characters
+# happen to survive unencoded in most servers, but do not count on it: encode the whole value.
+#
+# ### Troubleshooting
+# - **`403` with credentials in the query string, but `200` with the same values in headers**: the
+#   signature (or the token) was not URL-encoded.
+# - **`403` after copying a signature from a terminal**: `openssl base64` without `-A` wraps its output
+#   every 64 characters; the line breaks are not part of the signature.
+
+# %% [markdown]
+# Stop the watcher; its messages stay readable.
+
+# %%
+watch.stop()
+print("Stopped. Messages received in this notebook:", len(watch.messages))
+
+# %% [markdown]
+# ## Check your work
+# The cell below proves the stage worked: the tampered and denied requests were refused, delivered
+# nothing, and (where the decision log exists) were logged with the right reasons; query-string
+# authentication with the encoded signature succeeded.
+
+# %%
+try:
+    assert good.status == 200 and tampered.status == 403 and denied.status == 403
+    payloads = [m.payload for m in watch.messages]
+    assert good_payload.encode() in payloads
+    assert not any(b"tampered" in p or b'"deny"' in p or b"not encoded" in p for p in payloads)
+    if decisions:  # the decision log exists (always on the sandbox)
+        assert decisions["tampered"]["reason"] == "AUTHENTICATION_FAILURE"
+        assert decisions["deny"]["reason"] == "AUTHORIZATION_FAILURE"
+        assert decisions["baseline"]["status"] == "Success"
+    assert invocation and any("['allow']" in line for line in invocation)
+    assert unencoded.status_code == 403 and encoded.status_code == 200
+    print("✓ Experiments: tampered and denied requests were refused and logged with their reasons; "
+          "the URL-encoded query-string signature worked.")
+finally:
+    watch.stop()
+
+# %% [markdown]
+# ## Questions
+# 1. Both a tampered signature and `actionToken=deny` give `403 Forbidden`. Name two differences
+#    that the decision log shows between them.
+#
+# <details><summary>Solution</summary>
+#
+# The reason: `AUTHENTICATION_FAILURE` (the signature did not verify) versus `AUTHORIZATION_FAILURE`
+# (the policy denied `iot:Publish`). And whether the function ran: not for the tampered signature,
+# which is rejected before any invocation; yes for the deny, which the function itself decided.
+# </details>
+#
+# 2. A colleague's device works with headers but gets `403` when it sends the same values as query
+#    parameters. What is the first thing you check?
+#
+# <details><summary>Solution</summary>
+#
+# Whether the signature is URL-encoded in the query string. An unencoded `+` is read as a space, so
+# the signature AWS IoT checks is not the one that was made, and verification fails.
+# </details>
+#
+# 3. Why is it good that a bad signature never reaches your function?
+#
+# <details><summary>Solution</summary>
+#
+# A forged request costs nothing but AWS IoT's own check: no Lambda invocation (no cost, no load,
+# no concurrency used), and your function only ever sees tokens signed by your private key, so it
+# can trust that the token was issued by you.
+# </details>
+
+# %% [markdown]
+# ## Summary
+# - A tampered signature is refused before the function runs: `403`, nothing delivered,
+#   `AUTHENTICATION_FAILURE` in the log.
+# - A Deny from the function is refused after it runs: `403`, nothing delivered,
+#   `AUTHORIZATION_FAILURE` in the log.
+# - The trace id in every answer finds the request in `AWSIotLogsV2` (when AWS IoT logging is on);
+#   the function's prints are in `/aws/lambda/FUNCTION_NAME`.
+# - In a query string, the signature must be URL-encoded: an unencoded `+` becomes a space.
+#
+# ## What's next
+# In [09 · Clean up](09-cleanup.ipynb) you delete everything the workbook created, in the right
+# order, and check with AWS that it is gone.
