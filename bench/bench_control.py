@@ -13,28 +13,18 @@ Usage: python bench/bench_control.py [--starts 5] [--batches 5] [--batch-size 20
 from __future__ import annotations
 
 import argparse
-import base64
-import io
-import json
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
-
+from common import deploy  # noqa: E402
 from helpers import sandbox  # noqa: E402
-
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                            "Principal": {"Service": "lambda.amazonaws.com"}}]})
-
 
 def time_start(home: Path) -> float:
     started = time.perf_counter()
@@ -43,26 +33,6 @@ def time_start(home: Path) -> float:
     settings = sandbox.status(home)
     settings.client("sts").get_caller_identity()
     return time.perf_counter() - started
-
-
-def deploy(settings) -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    iam, lam, iot = settings.client("iam"), settings.client("lambda"), settings.client("iot")
-    role = iam.create_role(RoleName="bench-role", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.write(ROOT / "functions" / "custom_auth" / "lambda_function.py", "lambda_function.py")
-    fn = lam.create_function(FunctionName="bench-fn", Runtime="python3.12", Role=role,
-                             Handler="lambda_function.lambda_handler", Code={"ZipFile": buf.getvalue()})["FunctionArn"]
-    lam.get_waiter("function_active_v2").wait(FunctionName="bench-fn")
-    arn = iot.create_authorizer(authorizerName="bench-auth", authorizerFunctionArn=fn, tokenKeyName="tokenKeyName",
-                                tokenSigningPublicKeys={"FirstKey": pem}, status="ACTIVE")["authorizerArn"]
-    lam.add_permission(FunctionName="bench-fn", StatementId="iot", Action="lambda:InvokeFunction",
-                       Principal="iot.amazonaws.com", SourceArn=arn)
-    signature = base64.b64encode(key.sign(b"tokenKeyValue", padding.PKCS1v15(), hashes.SHA256())).decode()
-    return "bench-auth", signature
 
 
 def main() -> int:
@@ -84,7 +54,8 @@ def main() -> int:
         home = Path(tmp) / "invoke"
         settings = sandbox.ensure_running(home)
         try:
-            name, signature = deploy(settings)
+            name = "bench-auth"
+            signature = deploy(settings, {name: False})
             iot = settings.client("iot")
             call = dict(authorizerName=name, token="tokenKeyValue", tokenSignature=signature)
             iot.test_invoke_authorizer(**call)  # warm the worker

@@ -14,55 +14,20 @@ Usage: python bench/bench_publish.py [--seconds 3] [--clients 1,8,32]
 from __future__ import annotations
 
 import argparse
-import base64
-import io
-import json
 import statistics
 import sys
 import tempfile
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import requests  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import padding, rsa  # noqa: E402
-
+from common import deploy  # noqa: E402
 from helpers import sandbox  # noqa: E402
 from helpers.sandbox.subscriber import Subscription  # noqa: E402
-
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                            "Principal": {"Service": "lambda.amazonaws.com"}}]})
-
-
-def setup(settings) -> tuple[dict, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    iam, lam, iot = settings.client("iam"), settings.client("lambda"), settings.client("iot")
-    role = iam.create_role(RoleName="bench-role", AssumeRolePolicyDocument=TRUST)["Role"]["Arn"]
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
-        zf.write(ROOT / "functions" / "custom_auth" / "lambda_function.py", "lambda_function.py")
-    fn = lam.create_function(FunctionName="bench-fn", Runtime="python3.12", Role=role,
-                             Handler="lambda_function.lambda_handler", Code={"ZipFile": buf.getvalue()})["FunctionArn"]
-    lam.get_waiter("function_active_v2").wait(FunctionName="bench-fn")
-    names = {}
-    for caching in (True, False):
-        name = f"bench-cache-{'on' if caching else 'off'}"
-        arn = iot.create_authorizer(authorizerName=name, authorizerFunctionArn=fn, tokenKeyName="tokenKeyName",
-                                    tokenSigningPublicKeys={"FirstKey": pem}, status="ACTIVE",
-                                    enableCachingForHttp=caching)["authorizerArn"]
-        lam.add_permission(FunctionName="bench-fn", StatementId=name, Action="lambda:InvokeFunction",
-                           Principal="iot.amazonaws.com", SourceArn=arn)
-        names[caching] = name
-    signature = base64.b64encode(key.sign(b"tokenKeyValue", padding.PKCS1v15(), hashes.SHA256())).decode()
-    return names, signature
-
 
 def run(settings, clients: int, seconds: float, request) -> dict:
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -109,7 +74,8 @@ def main() -> int:
         home = Path(tmp) / "home"
         settings = sandbox.ensure_running(home)
         try:
-            names, signature = setup(settings)
+            names = {True: "bench-cache-on", False: "bench-cache-off"}
+            signature = deploy(settings, {name: caching for caching, name in names.items()})
             base = f"https://{settings.data_endpoint}"
             verify = str(settings.ca_bundle)
             baseline_headers = {"x-amz-customauthorizer-name": names[True], "tokenKeyName": "tokenKeyValue",

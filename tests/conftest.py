@@ -96,3 +96,14 @@ class Deployer:
 @pytest.fixture(scope="module")
 def deployer(settings):
     return Deployer(settings)
+
+
+@pytest.fixture
+def wb(sandbox_home, tmp_path, monkeypatch):
+    """A real Workbook with a fresh state (fresh suffix, fresh names) on the module's running sandbox."""
+    from helpers.workbook import open_workbook
+
+    monkeypatch.setenv("IOT_SANDBOX_HOME", str(sandbox_home))
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
+    monkeypatch.delenv("WORKBOOK_TARGET", raising=False)
+    return open_workbook()

@@ -7,19 +7,11 @@ import botocore.exceptions
 import pytest
 
 from helpers import cleanup, keys
-from helpers.workbook import FUNCTION_DIR, open_workbook, zip_function
+from helpers.workbook import FUNCTION_DIR, zip_function
 from tests.conftest import TRUST_LAMBDA
 
 POLICY_ARN = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 
-
-@pytest.fixture
-def wb(sandbox_home, tmp_path, monkeypatch):
-    """A fresh workbook state (so a fresh suffix and fresh names) on the module's running sandbox."""
-    monkeypatch.setenv("IOT_SANDBOX_HOME", str(sandbox_home))
-    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("WORKBOOK_TARGET", raising=False)
-    return open_workbook()
 
 
 def make_role(wb, name: str, record: bool = True) -> str:

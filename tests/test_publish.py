@@ -18,7 +18,6 @@ from helpers import publish
 from helpers.errors import WorkbookError
 from helpers.keys import sign_token
 from helpers.sandbox.subscriber import Subscription
-from helpers.workbook import open_workbook
 from tests.conftest import Deployer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,14 +85,6 @@ def tutorial(settings, rsa_key, tmp_path_factory):
     key_file.chmod(0o600)
     return SimpleNamespace(name=name, signature=sign_token(key_file, "tokenKeyValue"))
 
-
-@pytest.fixture
-def wb(sandbox_home, tmp_path, monkeypatch):
-    """A real Workbook on the module's running sandbox."""
-    monkeypatch.setenv("IOT_SANDBOX_HOME", str(sandbox_home))
-    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
-    monkeypatch.delenv("WORKBOOK_TARGET", raising=False)
-    return open_workbook()
 
 
 def send(wb, tutorial, topic, **kw):
