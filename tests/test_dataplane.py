@@ -351,3 +351,51 @@ def test_caching_on_keep_alive(caching, expected_invocations, data, probe, rsa_k
         for _ in range(20):
             assert publish(data, unique_topic(), authorizer=p.name, signature=sig, session=session).status_code == 200
     assert len(p.events()) == expected_invocations
+
+
+# --- a Node.js authorizer, as in AWS's tutorial (our own code) --------------------------------------------
+
+NODE_HANDLER = r"""
+// Allow only when the HTTP query string says actionToken=allow; Deny otherwise (and for test-invoke).
+exports.handler = function (event, context, callback) {
+  console.log('event ' + JSON.stringify(event));
+  const [, , , region, account] = context.invokedFunctionArn.split(':');
+  let effect = 'Deny';
+  if (event.protocolData && event.protocolData.http) {
+    const params = new URLSearchParams(event.protocolData.http.queryString || '');
+    if ((params.get('actionToken') || '').toLowerCase() === 'allow') effect = 'Allow';
+  }
+  callback(null, {
+    isAuthenticated: true,
+    principalId: 'nodeAuthorizer',
+    disconnectAfterInSeconds: 3600,
+    refreshAfterInSeconds: 600,
+    policyDocuments: [{Version: '2012-10-17',
+      Statement: [{Action: 'iot:*', Effect: effect, Resource: `arn:aws:iot:${region}:${account}:*`}]}],
+  });
+};
+"""
+
+
+@pytest.mark.skipif(__import__("shutil").which("node") is None, reason="Node.js is not installed")
+def test_node_handler_through_test_invoke_and_publish(deployer, rsa_key, data, settings):
+    fn = deployer.function(NODE_HANDLER, runtime="nodejs20.x", filename="index.js", handler="index.handler")
+    name, _ = deployer.authorizer(fn, rsa_key[1])
+    iot = deployer.iot
+    try:
+        sig = sign(rsa_key[0], "tokenKeyValue")
+        bare = iot.test_invoke_authorizer(authorizerName=name, token="tokenKeyValue", tokenSignature=sig)
+        assert bare["principalId"] == "nodeAuthorizer"
+        assert json.loads(bare["policyDocuments"][0])["Statement"][0]["Effect"] == "Deny"
+        http = iot.test_invoke_authorizer(authorizerName=name, token="tokenKeyValue", tokenSignature=sig,
+                                          httpContext={"headers": {}, "queryString": "?actionToken=allow"})
+        statement = json.loads(http["policyDocuments"][0])["Statement"][0]
+        assert statement["Effect"] == "Allow" and statement["Resource"] == "arn:aws:iot:us-west-2:123456789012:*"
+        topic = unique_topic()
+        with Subscription(settings.mqtt_host, settings.mqtt_port, topic) as sub:
+            ok = publish(data, topic, b"from node", authorizer=name, signature=sig, query="&actionToken=allow")
+            assert ok.status_code == 200, ok.text
+            assert [m.payload for m in sub.wait_for(1, timeout=10)] == [b"from node"]
+    finally:
+        iot.update_authorizer(authorizerName=name, status="INACTIVE")
+        iot.delete_authorizer(authorizerName=name)
