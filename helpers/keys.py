@@ -10,7 +10,7 @@ shows the equivalent ``openssl`` lines with the real file paths.
 Files written by :func:`generate_key_pair` (``NAME`` defaults to ``token-signing``):
 
 - ``NAME-private-key.pem``: the RSA private key, unencrypted PKCS#8 PEM
-  (``-----BEGIN PRIVATE KEY-----``). That is what ``openssl genrsa`` writes on
+  (a PEM file whose first line says ``BEGIN PRIVATE KEY``). That is what ``openssl genrsa`` writes on
   OpenSSL 3, and ``openssl dgst -sign``, ``openssl rsa -check`` (OpenSSL 1.1,
   3.x, LibreSSL) all read it. Mode 0600, owner only, from the moment it exists:
   it is written to a temporary file opened with mode 0600 and then renamed.
