@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 # Tests and headless runs use their own sandbox home and workbook state, never the learner's.
 RUN_ENV := IOT_SANDBOX_HOME=$(CURDIR)/build/sandbox WORKBOOK_STATE_DIR=$(CURDIR)/build/workbook-state
 
-.PHONY: venv run test unit nbval lab bench clean
+.PHONY: help venv run test unit lab bench clean
 .DEFAULT_GOAL := help
 
 help:
