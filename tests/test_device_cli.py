@@ -90,3 +90,8 @@ def test_log_command_shows_the_decision(settings, sandbox_home, deployer, rsa_ke
     assert proc.returncode == 0, err
     line = next(line for line in out.splitlines() if topic in line)
     assert "Failure" in line and "AUTHENTICATION_FAILURE" in line and "signatureVerified=false" in line
+    proc = cli("log", "--group", "AWSIotLogsV2", "--raw", home=sandbox_home)
+    out, err = proc.communicate(timeout=60)
+    raw = next(line for line in out.splitlines() if topic in line)
+    entry = json.loads(raw[raw.index("{"):])
+    assert entry["topicName"] == topic and entry["sandbox"]["lambdaInvoked"] is False

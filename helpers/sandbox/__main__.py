@@ -115,7 +115,7 @@ def cmd_log(args) -> int:
     settings = control.status(_home(args))
     if settings is None:
         return _not_running(_home(args))
-    return show_log(settings, follow=args.follow, group=args.group, since=args.since)
+    return show_log(settings, follow=args.follow, group=args.group, since=args.since, raw=args.raw)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     p.add_argument("--group", help="only this log group (e.g. AWSIotLogsV2 or /aws/lambda/NAME)")
     p.add_argument("--since", type=float, default=3600.0, metavar="S", help="from S seconds ago (default 3600)")
+    p.add_argument("--raw", action="store_true", help="print each entry's message as stored (full JSON)")
     return parser
 
 
