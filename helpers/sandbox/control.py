@@ -87,13 +87,17 @@ class Settings:
 
 
 def _pid_alive(pid: int) -> bool:
+    """True while the process runs; an exited process waiting to be reaped (a zombie) counts as gone."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (macOS): kill(0) is all we know
 
 
 def status(state_dir: Path | str | None = None) -> Settings | None:
@@ -180,5 +184,8 @@ def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:
             pass
         while lock_is_held(home) and time.monotonic() < deadline + 5:
             time.sleep(0.05)
+    # the lock goes first; wait for the process itself to finish exiting, so "stopped" means gone
+    while _pid_alive(pid) and time.monotonic() < deadline + 5:
+        time.sleep(0.02)
     (home / RUNTIME_FILE).unlink(missing_ok=True)
     return True
