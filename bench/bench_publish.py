@@ -14,7 +14,6 @@ Usage: python bench/bench_publish.py [--seconds 3] [--clients 1,8,32]
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import threading

@@ -26,7 +26,10 @@ from pathlib import Path
 
 from . import core, tls
 from .apiapp import ApiApp
+from .broker import Broker
+from .dataplane import DataApp
 from .server import HttpsServer
+from .services.logs import LogSink
 from .store import Store
 
 log = logging.getLogger("helpers.sandbox")
@@ -42,14 +45,8 @@ class SandboxError(Exception):
 
 
 def service_modules() -> list:
-    from .services import awslambda, iam, iot, sts
-    modules = [sts, iam, awslambda, iot]
-    try:
-        from .services import logs
-        modules.append(logs)
-    except ImportError:
-        pass
-    return modules
+    from .services import awslambda, iam, iot, logs, sts
+    return [sts, iam, awslambda, iot, logs]
 
 
 def acquire_lock(home: Path):
@@ -116,6 +113,7 @@ class Sandbox:
         self.broker = None
         self.runtime = None
         self.store = None
+        self.ctx: core.Context | None = None
 
     def start(self) -> dict:
         from .runtime import LambdaRuntime
@@ -133,13 +131,12 @@ class Sandbox:
                 port = last if last and _port_free(last) else 0
             self.runtime = LambdaRuntime(self.home / "lambda")
             ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home)
-            for module in modules:
-                if hasattr(module, "LogSink"):  # its own connection: log writes never hold up API reads
-                    self._log_store = Store(self.home / DB_FILE)
-                    ctx.logs = module.LogSink(self._log_store)
+            self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
+            ctx.logs = LogSink(self._log_store)
             self.ctx = ctx
             self.broker = self._start_broker()
-            data_server = _bind(("127.0.0.1", self.data_port), self._data_app(ctx), ssl_context, "data endpoint")
+            data_server = _bind(("127.0.0.1", self.data_port), DataApp(ctx, self.broker), ssl_context,
+                                "data endpoint")
             api_server = _bind(("127.0.0.1", port), ApiApp(ctx, modules), ssl_context, "API endpoint")
             self._servers = [api_server, data_server]
             data_address = f"localhost:{data_server.port}"
@@ -153,7 +150,7 @@ class Sandbox:
                 "api_port": api_server.port,
                 "data_port": data_server.port,
                 "data_endpoint": data_address,
-                "mqtt_port": self.broker.port if self.broker else None,
+                "mqtt_port": self.broker.port,
                 "ca_bundle": str(certs.ca_cert),
                 "started_at": time.time(),
             }
@@ -164,26 +161,13 @@ class Sandbox:
             self.stop()
             raise
 
-    def _start_broker(self):
-        try:
-            from .broker import Broker
-        except ImportError:
-            return None
+    def _start_broker(self) -> Broker:
         broker = Broker("127.0.0.1", self.mqtt_port)
         try:
             broker.start()
         except OSError as exc:
             raise SandboxError(f"The MQTT broker could not listen on 127.0.0.1:{self.mqtt_port}: {exc}") from None
         return broker
-
-    def _data_app(self, ctx: core.Context):
-        try:
-            from .dataplane import DataApp
-        except ImportError:
-            def not_served(req: core.Request) -> core.Response:
-                return core.Response.json({"message": "The device data endpoint is not served yet"}, 404)
-            return not_served
-        return DataApp(ctx, self.broker)
 
     def serve_forever(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut everything down."""
@@ -204,7 +188,7 @@ class Sandbox:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
-        if getattr(self, "ctx", None) is not None and self.ctx.logs is not None:
+        if self.ctx is not None and self.ctx.logs is not None:
             self.ctx.logs.close()
             self._log_store.close()
             self.ctx.logs = None

@@ -39,8 +39,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from . import authz, core
+from . import authz, core, mqtt_ws
 from .core import Request, Response
+from .runtime import RuntimeUnavailable
+from .services import awslambda, iot
 
 log = logging.getLogger("helpers.sandbox")
 
@@ -91,12 +93,10 @@ class DataApp:
         self.broker = broker
         self._cache: OrderedDict[tuple, tuple[float, authz.AuthorizerResult]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        self.invocations = 0  # how many times an authorizer function ran (tests and the benchmark read it)
 
     # --- entry point -------------------------------------------------------------------------------
     def __call__(self, req: Request) -> Response:
         if req.path == "/mqtt":  # MQTT over WebSocket with SigV4 (helpers/sandbox/mqtt_ws.py)
-            from . import mqtt_ws
             return mqtt_ws.websocket_upgrade(req, self.ctx, self.broker)
         if req.path == "/ping":  # the benchmark's baseline: the same stack answering a trivial route
             return Response.json({"message": "OK"})
@@ -160,8 +160,6 @@ class DataApp:
         return value if value is not None else req.query_value(name)
 
     def _authorize(self, req: Request, trace: Trace, topic: str, retain: bool) -> None:
-        from .services import awslambda, iot
-
         name = self._credential(req, AUTHORIZER_HEADER) or iot.default_authorizer_name(self.ctx)
         if not name:
             raise Refused("AUTHENTICATION_FAILURE", f"The request names no authorizer (no {AUTHORIZER_HEADER} "
@@ -215,9 +213,6 @@ class DataApp:
                 raise Refused("AUTHORIZATION_FAILURE", f"{action} on {resource}: {decision.reason}")
 
     def _invoke(self, req: Request, trace: Trace, authorizer: dict, token: str | None) -> authz.AuthorizerResult:
-        from .runtime import RuntimeUnavailable
-        from .services import awslambda
-
         function_arn = authorizer["function_arn"]
         if not awslambda.permission_allows(self.ctx, function_arn, principal="iot.amazonaws.com",
                                            source_arn=authorizer["arn"], source_account=self.ctx.account_id):
@@ -242,8 +237,6 @@ class DataApp:
         finally:
             trace.lambda_invoked = True
             trace.lambda_ms = round((time.perf_counter() - started) * 1000, 2)
-            with self._cache_lock:
-                self.invocations += 1
         trace.lambda_request_id = outcome.request_id
         if outcome.function_error:
             detail = outcome.payload.decode("utf-8", "replace")[:500]
