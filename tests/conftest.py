@@ -107,3 +107,13 @@ def wb(sandbox_home, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
     monkeypatch.delenv("WORKBOOK_TARGET", raising=False)
     return open_workbook()
+
+
+@pytest.fixture
+def no_aws_credentials(tmp_path, monkeypatch):
+    """An environment where boto3 finds no AWS credentials anywhere (env, files, instance metadata)."""
+    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 
 import botocore.exceptions
-import pytest
 
 from helpers import cleanup, keys
 from helpers.workbook import FUNCTION_DIR, zip_function

@@ -146,12 +146,7 @@ def test_target_chooser_shows_a_bad_region_without_raising(dirs):
     assert WorkbookState.load().get("region") is None
 
 
-def test_target_chooser_aws_without_credentials_says_what_to_do(dirs, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_target_chooser_aws_without_credentials_says_what_to_do(dirs, no_aws_credentials):
     chooser = widgets.target_chooser()
     chooser.target.value = "aws"
     chooser.button.click()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import io
-import sys
 import zipfile
 from pathlib import Path
 
@@ -44,12 +43,7 @@ def test_choose_target_validates_and_records(dirs):
     assert WorkbookState.load().region == "eu-west-1" and wb.region == "eu-west-1"
 
 
-def test_aws_target_without_credentials_is_a_clear_error(dirs, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_aws_target_without_credentials_is_a_clear_error(dirs, no_aws_credentials):
     with pytest.raises(workbook.AwsSetupError, match="found no credentials"):
         workbook.open_workbook("aws")
 
@@ -89,12 +83,7 @@ def test_retry_while_retries_only_the_named_error():
     assert len(sleeps) == 2 + 3  # bounded
 
 
-def test_a_target_that_cannot_open_is_not_recorded(dirs, monkeypatch):
-    for var in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(dirs / "none"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+def test_a_target_that_cannot_open_is_not_recorded(dirs, no_aws_credentials):
     with pytest.raises(workbook.AwsSetupError):
         workbook.choose_target("aws", region="eu-west-1")
     state = WorkbookState.load()
