@@ -102,7 +102,7 @@ def main() -> int:
                       f"{base_result['p99']:8.2f}  {'-':>18}  {'1.00':>11}")
                 for caching in (True, False):
                     label = f"c{clients}-{'on' if caching else 'off'}"
-                    with Subscription(settings.mqtt_host, settings.mqtt_port, f"bench/{label}/#") as sub:
+                    with Subscription(settings, f"bench/{label}/#") as sub:
                         result = run(settings, clients, args.seconds, publisher(caching, label))
                         deadline = time.monotonic() + 10
                         while len(sub.messages) < result["accepted"] and time.monotonic() < deadline:

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
+import zipfile
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -14,9 +16,10 @@ TRUST = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "
 TOKEN = "tokenKeyValue"
 
 
-def deploy(settings, authorizers: dict[str, bool]) -> str:
+def deploy(settings, authorizers: dict[str, bool], mqtt_authorizer: tuple[str, str] | None = None) -> str:
     """Role, the workbook's function, and one authorizer per name (value: enableCachingForHttp), each allowed
-    to invoke it. Returns the signature of TOKEN made with the authorizers' key."""
+    to invoke it; with ``mqtt_authorizer=(name, handler source)`` also that function behind its own authorizer
+    (same key). Returns the signature of TOKEN made with the authorizers' key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.public_key().public_bytes(serialization.Encoding.PEM,
                                         serialization.PublicFormat.SubjectPublicKeyInfo).decode()
@@ -31,5 +34,18 @@ def deploy(settings, authorizers: dict[str, bool]) -> str:
                                     tokenSigningPublicKeys={"FirstKey": pem}, status="ACTIVE",
                                     enableCachingForHttp=caching)["authorizerArn"]
         lam.add_permission(FunctionName="bench-fn", StatementId=name, Action="lambda:InvokeFunction",
+                           Principal="iot.amazonaws.com", SourceArn=arn)
+    if mqtt_authorizer is not None:
+        name, source = mqtt_authorizer
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            zf.writestr("lambda_function.py", source)
+        mfn = lam.create_function(FunctionName=f"{name}-fn", Runtime="python3.12", Role=role,
+                                  Handler="lambda_function.lambda_handler",
+                                  Code={"ZipFile": buf.getvalue()})["FunctionArn"]
+        lam.get_waiter("function_active_v2").wait(FunctionName=f"{name}-fn")
+        arn = iot.create_authorizer(authorizerName=name, authorizerFunctionArn=mfn, tokenKeyName="tokenKeyName",
+                                    tokenSigningPublicKeys={"FirstKey": pem}, status="ACTIVE")["authorizerArn"]
+        lam.add_permission(FunctionName=f"{name}-fn", StatementId=name, Action="lambda:InvokeFunction",
                            Principal="iot.amazonaws.com", SourceArn=arn)
     return base64.b64encode(key.sign(TOKEN.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()

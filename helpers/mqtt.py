@@ -11,7 +11,7 @@ differs (``ca_bundle=None`` trusts the system store, as for AWS).
     from helpers.mqtt import watch_from_session
     with watch_from_session(session, endpoint, "workbook/#", ca_bundle=ca) as watch:
         ...                                   # publish something
-        for message in watch.wait_for(1):     # helpers.sandbox.broker.Message
+        for message in watch.wait_for(1):     # helpers.topics.Message
             print(message.to_json_line())
 
 The URL is built by hand (:func:`presigned_url`), not with botocore's
@@ -41,7 +41,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from helpers.errors import WorkbookError
-from helpers.sandbox.broker import Message, topic_filter_error
+from helpers.topics import Message, topic_filter_error
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class MqttWatch:
 
     ``ca_bundle``: None trusts the system's CAs (real AWS IoT); a path trusts
     that CA only (the sandbox's ``settings.ca_bundle``). ``on_message`` is
-    called with each :class:`~helpers.sandbox.broker.Message` on paho's network
+    called with each :class:`~helpers.topics.Message` on paho's network
     thread. The watch does not reconnect: if the connection drops,
     :meth:`wait_for` says so.
     """

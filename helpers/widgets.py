@@ -27,7 +27,7 @@ True
 >>> box.value = "arn:aws:iot:us-west-2:123456789012:function:f"
 >>> box.error
 "The service is 'iot', but a Lambda function ARN has 'lambda' (arn:aws:lambda:...)."
->>> from helpers.sandbox.broker import Message
+>>> from helpers.topics import Message
 >>> print(format_messages([Message("test/topic", b'{"temperature": 40}', 1, False)]))
 #  TOPIC       QOS  RETAIN  PAYLOAD
 1  test/topic  1    no      {"temperature": 40}

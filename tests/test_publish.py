@@ -94,7 +94,7 @@ def send(wb, tutorial, topic, **kw):
 
 def test_send_allow_publishes(wb, tutorial, settings):
     topic = f"test/publish/{uuid.uuid4().hex[:8]}"
-    with Subscription(settings.mqtt_host, settings.mqtt_port, topic) as sub:
+    with Subscription(settings, topic) as sub:
         result = send(wb, tutorial, topic, qos=1)
         assert result.ok and result.status == 200, result.body
         assert result.body["message"] == "OK" and uuid.UUID(result.trace_id) and result.trace_id == result.body["traceId"]

@@ -8,7 +8,7 @@ import pytest
 
 from helpers import widgets
 from helpers.publish import PublishConnectionError, PublishResult
-from helpers.sandbox.broker import Message
+from helpers.topics import Message
 from helpers.state import WorkbookState
 
 FUNCTION_ARN = "arn:aws:lambda:us-west-2:123456789012:function:custom-auth-function-abc123"

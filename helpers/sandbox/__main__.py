@@ -42,7 +42,7 @@ def cmd_start(args) -> int:
         print(f"# {note}", file=sys.stderr)
     print(settings.export_lines())
     print(f"# sandbox running: pid {settings.pid}, API {settings.endpoint_url}, "
-          f"data endpoint {settings.data_endpoint}, MQTT 127.0.0.1:{settings.mqtt_port}", file=sys.stderr)
+          f"data endpoint {settings.data_endpoint} (HTTPS, MQTT with ALPN mqtt, MQTT over WebSocket)", file=sys.stderr)
     return 0
 
 
@@ -62,7 +62,7 @@ def cmd_status(args) -> int:
     print(f"running (pid {settings.pid}, home {settings.home})\n"
           f"  API endpoint:   {settings.endpoint_url}\n"
           f"  data endpoint:  {settings.data_endpoint}\n"
-          f"  MQTT broker:    {settings.mqtt_host}:{settings.mqtt_port}\n"
+          f"  MQTT:           {settings.data_endpoint} (TLS with ALPN mqtt, or WebSocket at /mqtt)\n"
           f"  CA bundle:      {settings.ca_bundle}\n"
           f"  account/region: {settings.account_id} / {settings.region}")
     return 0
@@ -81,7 +81,7 @@ def cmd_serve(args) -> int:
     sandbox = Sandbox(_home(args), port=args.port)
     info = sandbox.start()
     print(f"sandbox ready: API https://127.0.0.1:{info['api_port']} data {info['data_endpoint']} "
-          f"MQTT 127.0.0.1:{info['mqtt_port']} (pid {info['pid']})", file=sys.stderr, flush=True)
+          f"(pid {info['pid']})", file=sys.stderr, flush=True)
     sandbox.serve_forever()
     return 0
 
@@ -97,7 +97,7 @@ def cmd_subscribe(args) -> int:
     if settings is None:
         return _not_running(_home(args))
     try:
-        messages = subscribe(settings.mqtt_host, settings.mqtt_port, args.topic_filter, count=args.count,
+        messages = subscribe(settings, args.topic_filter, count=args.count,
                              timeout=args.timeout, on_message=lambda m: print(m.to_json_line(), flush=True))
     except SubscribeError as exc:
         raise SandboxError(str(exc)) from None

@@ -1,6 +1,6 @@
 """The API endpoint: one URL for every AWS service the tutorial calls.
 
-A request flows: TLS (``server``) → SigV4 check with the sandbox's credentials
+A request flows: TLS and HTTP/1.1 (``gateway``, ``http11``) → SigV4 check with the sandbox's credentials
 (``sigv4``) → the service module named by the credential scope's service →
 that module's router → its models in SQLite. Errors become AWS's error
 documents in the service's own wire protocol, so botocore raises the modelled
@@ -8,6 +8,7 @@ exception class.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from types import ModuleType
 
@@ -17,7 +18,16 @@ from .core import AwsError, Request, Response
 log = logging.getLogger("helpers.sandbox")
 
 
+#: Largest request body accepted: Lambda's CreateFunction takes a 50 MB zip, base64 in JSON (~67 MB).
+MAX_BODY = 70 * 1024 * 1024
+
+
 class ApiApp:
+    """The API endpoint's app: ``early`` refuses an unauthenticated request from its head, before its body is
+    read; ``respond`` runs the SigV4 check and the service in the gateway's executor (both block)."""
+
+    max_body = MAX_BODY
+
     def __init__(self, ctx: core.Context, services: list[ModuleType],
                  credentials: dict[str, str] | None = None):
         self.ctx = ctx
@@ -26,6 +36,24 @@ class ApiApp:
         for module in services:
             for name in module.SIGNING_NAMES:
                 self.by_name[name] = module
+
+    def early(self, req: Request) -> Response | None:
+        """AWS's answer for a request whose head already shows it cannot be authenticated, else None."""
+        if "X-Amz-Credential=" in req.raw_query and "authorization" not in req.headers:
+            return None  # presigned: checked with the body
+        try:
+            scope, _, _ = sigv4.parse_authorization(req.headers)
+            if scope.access_key not in self.credentials:
+                raise sigv4.SignatureError("unknown-key", service=scope.service)
+        except sigv4.SignatureError as err:
+            module = self.by_name.get(err.service)
+            protocol = module.PROTOCOL if module else "rest-json"
+            log.info("rejected %s %s before its body: %s", req.method, req.path, err.message)
+            return core.error_response(err.for_protocol(protocol), protocol, req.request_id)
+        return None
+
+    async def respond(self, req: Request) -> Response:
+        return await asyncio.get_running_loop().run_in_executor(None, self, req)
 
     def __call__(self, req: Request) -> Response:
         module = None

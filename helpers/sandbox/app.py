@@ -3,9 +3,10 @@
 :class:`Sandbox` owns one sandbox home and, while it runs, an exclusive lock on
 it (``sandbox.lock``), so two sandboxes can never share a home. It starts:
 
-- the API endpoint (``https://127.0.0.1:PORT``, every AWS service, SigV4);
-- the device data endpoint (``https://localhost:PORT``, custom auth);
-- the MQTT broker (``127.0.0.1:PORT``);
+- the gateway (``gateway.py``): one asyncio loop serving the API endpoint
+  (``https://127.0.0.1:PORT``, every AWS service, SigV4) and the device data
+  endpoint (``localhost:PORT``: HTTPS publish, MQTT over TLS with ALPN ``mqtt``,
+  MQTT over WebSocket at ``/mqtt``), with the MQTT broker on the same loop;
 - the Lambda runtime (worker processes, started on first invoke);
 
 and then writes ``sandbox.json`` (pid and ports): its presence with a held lock
@@ -24,11 +25,11 @@ import threading
 import time
 from pathlib import Path
 
-from . import core, tls
+from . import core, gateway, tls
 from .apiapp import ApiApp
-from .broker import Broker
 from .dataplane import DataApp
-from .server import HttpsServer
+from .devices import DeviceHooks, serve_function
+from .mqtt.broker import Broker
 from .services.logs import LogSink
 from .store import Store
 
@@ -90,25 +91,25 @@ def _write_runtime(home: Path, info: dict) -> None:
     os.replace(tmp, home / RUNTIME_FILE)
 
 
-def _bind(address: tuple[str, int], app, ssl_context, what: str) -> HttpsServer:
+def _bind(address: tuple[str, int], what: str):
     try:
-        return HttpsServer(address, app, ssl_context)
+        return gateway.bind(*address)
     except OSError as exc:
         if exc.errno in (98, 48):  # EADDRINUSE on Linux / macOS
             raise SandboxError(f"Port {address[1]} on {address[0]} is already in use, so the sandbox's {what} "
                                "cannot listen there. Choose another with --port N, or --port 0 for any free "
                                "port.") from None
-        raise
+        raise SandboxError(f"The sandbox's {what} cannot listen on {address[0]}:{address[1]}: "
+                           f"{exc.strerror or exc}") from None
 
 
 class Sandbox:
-    def __init__(self, home: Path, port: int | None = None, data_port: int = 0, mqtt_port: int = 0):
+    def __init__(self, home: Path, port: int | None = None, data_port: int = 0):
         self.home = Path(home).resolve()
         self.requested_port = port
         self.data_port = data_port
-        self.mqtt_port = mqtt_port
         self._stopped = threading.Event()
-        self._servers: list[HttpsServer] = []
+        self.gateway: gateway.Gateway | None = None
         self._lock = None
         self.broker = None
         self.runtime = None
@@ -122,7 +123,6 @@ class Sandbox:
         try:
             (self.home / RUNTIME_FILE).unlink(missing_ok=True)  # stale from a crashed run
             certs = tls.ensure_certificates(self.home)
-            ssl_context = tls.server_context(certs)
             modules = service_modules()
             self.store = Store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
             port = self.requested_port
@@ -134,23 +134,27 @@ class Sandbox:
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
             ctx.logs = LogSink(self._log_store)
             self.ctx = ctx
-            self.broker = self._start_broker()
-            data_server = _bind(("127.0.0.1", self.data_port), DataApp(ctx, self.broker), ssl_context,
-                                "data endpoint")
-            api_server = _bind(("127.0.0.1", port), ApiApp(ctx, modules), ssl_context, "API endpoint")
-            self._servers = [api_server, data_server]
-            data_address = f"localhost:{data_server.port}"
+            api_sock = _bind(("127.0.0.1", port), "API endpoint")
+            data_sock = _bind(("127.0.0.1", self.data_port), "data endpoint")
+            self.gateway = gateway.Gateway()
+            self.gateway.start()
+            hooks = DeviceHooks(ctx)
+            self.broker = Broker(hooks)
+            credentials = lambda: {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}  # noqa: E731
+            data_app = DataApp(ctx, self.broker, serve_function(self.broker, hooks), credentials, hooks.authorization)
+            api_port = self.gateway.listen_api(api_sock, tls.server_context(certs, alpn=["http/1.1"]),
+                                               ApiApp(ctx, modules))
+            data_port = self.gateway.listen_data(data_sock, tls.server_context(certs, alpn=gateway.DATA_ALPN),
+                                                 data_app, serve_function(self.broker, hooks))
+            data_address = f"localhost:{data_port}"
             ctx.endpoints.update({"iot:Data-ATS": data_address, "iot:Data": data_address})
-            for server in self._servers:
-                server.serve_in_thread()
-            self.store.set_setting("api_port", str(api_server.port))
+            self.store.set_setting("api_port", str(api_port))
             info = {
                 "pid": os.getpid(),
                 "home": str(self.home),
-                "api_port": api_server.port,
-                "data_port": data_server.port,
+                "api_port": api_port,
+                "data_port": data_port,
                 "data_endpoint": data_address,
-                "mqtt_port": self.broker.port,
                 "ca_bundle": str(certs.ca_cert),
                 "started_at": time.time(),
             }
@@ -161,14 +165,6 @@ class Sandbox:
             self.stop()
             raise
 
-    def _start_broker(self) -> Broker:
-        broker = Broker("127.0.0.1", self.mqtt_port)
-        try:
-            broker.start()
-        except OSError as exc:
-            raise SandboxError(f"The MQTT broker could not listen on 127.0.0.1:{self.mqtt_port}: {exc}") from None
-        return broker
-
     def serve_forever(self) -> None:
         """Run until SIGTERM/SIGINT (or :meth:`stop`), then shut everything down."""
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -178,16 +174,18 @@ class Sandbox:
 
     def stop(self) -> None:
         self._stopped.set()
-        for server in self._servers:
-            server.shutdown()
-            server.server_close()
-        self._servers = []
+        if self.gateway is not None:
+            if self.broker is not None:
+                try:
+                    self.gateway.call(self.broker.close())
+                except Exception:  # noqa: BLE001 - stopping goes on
+                    log.debug("broker close failed", exc_info=True)
+            self.gateway.stop()
+            self.gateway = None
+        self.broker = None
         if self.runtime is not None:
             self.runtime.shutdown()
             self.runtime = None
-        if self.broker is not None:
-            self.broker.stop()
-            self.broker = None
         if self.ctx is not None and self.ctx.logs is not None:
             self.ctx.logs.close()
             self._log_store.close()

@@ -43,8 +43,6 @@ class Settings:
     pid: int
     endpoint_url: str
     data_endpoint: str
-    mqtt_host: str
-    mqtt_port: int | None
     ca_bundle: Path
     region: str = core.REGION
     account_id: str = core.ACCOUNT_ID
@@ -56,7 +54,7 @@ class Settings:
         return cls(
             home=Path(info["home"]), pid=int(info["pid"]),
             endpoint_url=f"https://127.0.0.1:{info['api_port']}",
-            data_endpoint=info["data_endpoint"], mqtt_host="127.0.0.1", mqtt_port=info.get("mqtt_port"),
+            data_endpoint=info["data_endpoint"],
             ca_bundle=Path(info["ca_bundle"]),
         )
 
@@ -82,8 +80,10 @@ class Settings:
                                      aws_secret_access_key=self.secret_access_key, region_name=self.region)
 
     def client(self, service: str, **kwargs):
-        """A boto3 client for ``service`` that talks to this sandbox."""
-        return self.session().client(service, endpoint_url=self.endpoint_url, verify=str(self.ca_bundle), **kwargs)
+        """A boto3 client for ``service`` that talks to this sandbox (``iot-data``: its data endpoint, as on AWS,
+        where the iot-data client is pointed at the describe-endpoint address)."""
+        endpoint = f"https://{self.data_endpoint}" if service == "iot-data" else self.endpoint_url
+        return self.session().client(service, endpoint_url=endpoint, verify=str(self.ca_bundle), **kwargs)
 
 
 def _pid_alive(pid: int) -> bool:

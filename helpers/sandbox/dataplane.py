@@ -1,63 +1,60 @@
-"""The device data endpoint: HTTPS publish authorized by a custom authorizer.
+"""The device data endpoint's HTTP side: HTTPS publish and the MQTT-over-WebSocket upgrade.
 
-``POST /topics/{topic}?qos=0|1[&retain=true]`` (iot-data's Publish route),
-authenticated the way AWS IoT's device gateway does it for custom auth, in
-AWS's order (see ``helpers/sandbox/README.md`` for the sources):
+``POST /topics/{topic}?qos=0|1[&retain=true]`` (iot-data's Publish route) is
+authenticated either with SigV4 (service ``iotdata``, what boto3's ``iot-data``
+client and ``aws iot-data publish`` send) or with custom authentication, in
+AWS's order (``helpers/sandbox/README.md`` has the sources):
 
-1. the request is well formed (qos, retain, topic, payload size);
-2. the authorizer named by ``x-amz-customauthorizer-name`` (header or query),
-   else the account's default authorizer, exists and is ACTIVE;
-3. with signing on, the token (in the header or query parameter named by the
-   authorizer's ``tokenKeyName``) and ``x-amz-customauthorizer-signature``
-   are present and the signature verifies: otherwise the function is never
-   invoked;
-4. the function's resource policy lets ``iot.amazonaws.com`` invoke it for
-   this authorizer;
-5. the function is invoked with the documented event (5 s limit), unless
-   ``enableCachingForHttp`` is on and this keep-alive connection already has a
-   fresh decision for the same token;
-6. its response is valid and ``isAuthenticated`` is true;
-7. its policies allow ``iot:Publish`` (and ``iot:RetainPublish`` for retain)
-   on ``arn:aws:iot:REGION:ACCOUNT:topic/TOPIC``, with no explicit Deny;
-8. the payload goes to the MQTT broker, byte for byte, with the QoS asked.
+1. the request is well formed (qos, retain, topic, payload size): answered from
+   the request head, before the body is read;
+2. the custom-auth pipeline (``custom_auth.py``): the authorizer named by
+   ``x-amz-customauthorizer-name`` (header or query) or the default one, the
+   token and its signature (verified before the function is touched), the
+   function, IoT's permission to invoke it, the invocation (5 s), its answer —
+   unless ``enableCachingForHttp`` is on and this keep-alive connection already
+   has a fresh decision for the same credentials;
+3. ``isAuthenticated`` is true and the policies allow ``iot:Publish`` (and
+   ``iot:RetainPublish`` for retain) on ``arn:aws:iot:REGION:ACCOUNT:topic/TOPIC``;
+4. the payload goes to the broker, byte for byte, with the QoS asked.
 
-Any refusal answers ``403 {"message":"Forbidden","traceId":...}`` and nothing
-is delivered. Every decision is written to the ``AWSIotLogsV2`` log group in
-AWS IoT's log-entry format, plus a ``sandbox`` object saying what only a
-sandbox can see: whether the signature verified, whether the function ran and
-how long it took, and which policy statement decided.
+Any refusal answers ``403 {"message":"Forbidden","traceId":...}``; nothing is
+delivered; one ``AWSIotLogsV2`` entry says why. ``GET /mqtt`` upgrades to MQTT
+over WebSocket, authenticated by a SigV4-presigned URL, by custom-auth
+credentials in the upgrade request's headers or query string, or else at the
+MQTT CONNECT (username and password), as AWS documents all three
+(https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth.html).
 """
 from __future__ import annotations
 
-import datetime as dt
-import json
+import asyncio
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from urllib.parse import unquote
+from typing import Callable
+from urllib.parse import unquote_to_bytes
 
-from . import authz, core, mqtt_ws
+from wsproto.utilities import generate_accept_token
+
+from . import authz, core, custom_auth, http11, iot_logs, mqtt_ws, sigv4
 from .core import Request, Response
-from .runtime import RuntimeUnavailable
-from .services import awslambda, iot
+from .gateway import WebSocketStream
+from .services import iot
 
 log = logging.getLogger("helpers.sandbox")
 
-AUTHORIZER_HEADER = "x-amz-customauthorizer-name"
-SIGNATURE_HEADER = "x-amz-customauthorizer-signature"
 MAX_PAYLOAD = 128 * 1024          # "The payload for every publish request is limited to 128 KB"
 MAX_TOPIC_BYTES = 256             # "limited to 256 bytes of UTF-8 encoded characters"
 MAX_TOPIC_SLASHES = 7             # "limited to 7 forward slashes (/)"
-AUTHORIZER_TIMEOUT = 5.0          # "The Lambda function timeout limit for custom authorizer is 5 seconds."
-LOG_GROUP = "AWSIotLogsV2"
 CACHE_SIZE = 10_000
+#: botocore's ``iot-data`` model signs with this name.
+SIGV4_SERVICE = "iotdata"
 
 
 class Refused(Exception):
-    """A refusal with the log entry's reason code and a learner-readable explanation."""
+    """A refusal with its AWSIotLogsV2 reason code and a learner-readable explanation."""
 
     def __init__(self, reason: str, details: str):
         super().__init__(details)
@@ -67,70 +64,74 @@ class Refused(Exception):
 
 @dataclass
 class Trace:
-    """What happened to one request: becomes its AWSIotLogsV2 entry."""
+    """What happened to one publish: becomes its AWSIotLogsV2 entry."""
 
     trace_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     topic: str | None = None
-    authorizer: str | None = None
     principal_id: str | None = None
-    signature_verified: bool | None = None
-    lambda_invoked: bool = False
-    lambda_ms: float | None = None
-    lambda_request_id: str | None = None
-    cached: bool = False
+    attempt: custom_auth.Attempt = field(default_factory=custom_auth.Attempt)
     deciding: dict | None = None
 
 
-def _iot_error(code: str, message: str, status: int, trace_id: str) -> Response:
-    return Response.json({"message": message, "traceId": trace_id}, status, {"x-amzn-ErrorType": code})
+def _iot_error(code: str, message: str, status: int, trace_id: str | None = None) -> Response:
+    return Response.json({"message": message, "traceId": trace_id or str(uuid.uuid4())}, status,
+                         {"x-amzn-ErrorType": code})
+
+
+def _forbidden(trace_id: str) -> Response:
+    return Response.json({"message": "Forbidden", "traceId": trace_id}, 403, {"x-amzn-ErrorType": "ForbiddenException"})
+
+
+def is_sigv4(req: Request) -> bool:
+    return (req.headers.get("authorization", "").startswith(sigv4.ALGORITHM)
+            or "X-Amz-Algorithm=" in req.raw_query)
 
 
 class DataApp:
-    """The data endpoint's ``app(request) -> response``; see the module docstring for the decision order."""
+    """The data endpoint's HTTP app (``http11.App``): see the module docstring for the decision order.
 
-    def __init__(self, ctx: core.Context, broker):
+    ``mqtt(stream, connection, transport, preauth)`` serves an upgraded WebSocket as an MQTT connection;
+    ``preauth`` is the authorization the upgrade already established, or None to authenticate at CONNECT.
+    """
+
+    max_body = MAX_PAYLOAD
+
+    def __init__(self, ctx: core.Context, broker, mqtt: Callable, credentials: Callable[[], dict[str, str]],
+                 authorization: Callable):
         self.ctx = ctx
         self.broker = broker
+        self.mqtt = mqtt
+        self.credentials = credentials
+        self.authorization = authorization   # (authorizer, result, connection) -> MQTT Authorization
         self._cache: OrderedDict[tuple, tuple[float, authz.AuthorizerResult]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
-    # --- entry point -------------------------------------------------------------------------------
-    def __call__(self, req: Request) -> Response:
-        if req.path == "/mqtt":  # MQTT over WebSocket with SigV4 (helpers/sandbox/mqtt_ws.py)
-            return mqtt_ws.websocket_upgrade(req, self.ctx, self.broker)
-        if req.path == "/ping":  # the benchmark's baseline: the same stack answering a trivial route
-            return Response.json({"message": "OK"})
+    # --- 1. the request head ----------------------------------------------------------------------------
+    def early(self, req: Request) -> Response | None:
+        if req.path in ("/mqtt", "/ping"):
+            return None
         if not req.path.startswith("/topics/"):
-            return _iot_error("ResourceNotFoundException", "Not Found: the data endpoint serves POST /topics/{topic}",
-                              404, str(uuid.uuid4()))
+            return _iot_error("ResourceNotFoundException",
+                              "Not Found: the data endpoint serves POST /topics/{topic} and MQTT at /mqtt", 404)
         if req.method != "POST":
             return _iot_error("MethodNotAllowedException", f"The method {req.method} is not allowed on /topics; "
-                              "publish with POST", 405, str(uuid.uuid4()))
-        trace = Trace()
+                              "publish with POST", 405)
         try:
-            topic, qos, retain = self._parse(req, trace)
+            self._parse(req)
         except core.AwsError as err:
-            return _iot_error(err.code, err.message, err.status, trace.trace_id)
-        try:
-            self._authorize(req, trace, topic, retain)
-        except Refused as refusal:
-            self._log(req, trace, "Failure", refusal.reason, refusal.details)
-            return Response.json({"message": "Forbidden", "traceId": trace.trace_id}, 403,
-                                 {"x-amzn-ErrorType": "ForbiddenException"})
-        try:
-            self.broker.publish(topic, req.body, qos=qos, retain=retain, wait=False)
-        except Exception as exc:  # broker down or stopped: AWS's InternalFailure, and say so in the log
-            log.exception("delivery to the broker failed")
-            self._log(req, trace, "Failure", "SERVER_ERROR", f"The message broker did not accept the message: {exc}")
-            return _iot_error("InternalFailureException", "Internal failure delivering the message", 500,
-                              trace.trace_id)
-        self._log(req, trace, "Success", None, None)
-        return Response.json({"message": "OK", "traceId": trace.trace_id})
+            return _iot_error(err.code, err.message, err.status)
+        declared = req.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > MAX_PAYLOAD:
+            return _iot_error("RequestEntityTooLargeException", f"The payload is {declared} bytes; AWS IoT accepts "
+                              f"at most {MAX_PAYLOAD} bytes (128 KB)", 413)
+        return None
 
-    # --- 1. the request itself -----------------------------------------------------------------------
-    def _parse(self, req: Request, trace: Trace) -> tuple[str, int, bool]:
-        topic = unquote(req.path[len("/topics/"):])
-        trace.topic = topic
+    def _parse(self, req: Request) -> tuple[str, int, bool]:
+        try:
+            topic = unquote_to_bytes(req.path[len("/topics/"):]).decode("utf-8")
+        except UnicodeDecodeError:
+            raise core.AwsError("InvalidRequestException", "The topic name is not valid UTF-8: percent-encode "
+                                "the topic's UTF-8 bytes in the URL", 400) from None
         if not topic:
             raise core.AwsError("InvalidRequestException", "The topic name is empty: POST /topics/{topic}", 400)
         if len(topic.encode()) > MAX_TOPIC_BYTES:
@@ -139,112 +140,96 @@ class DataApp:
         if topic.count("/") > MAX_TOPIC_SLASHES:
             raise core.AwsError("InvalidRequestException", f"The topic has {topic.count('/')} forward slashes; "
                                 f"AWS IoT allows {MAX_TOPIC_SLASHES}", 400)
-        if "+" in topic or "#" in topic or "\x00" in topic:
+        if "+" in topic or "#" in topic or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in topic):
             raise core.AwsError("InvalidRequestException", "A topic to publish to cannot contain the MQTT "
-                                "wildcards + or #, or a NUL character", 400)
+                                "wildcards + or #, or control characters", 400)
         raw_qos = req.query_value("qos", "0")
         if raw_qos not in ("0", "1"):
             raise core.AwsError("InvalidRequestException", f"qos must be 0 or 1, not {raw_qos!r}", 400)
         raw_retain = (req.query_value("retain", "false") or "").lower()
         if raw_retain not in ("true", "false"):
             raise core.AwsError("InvalidRequestException", f"retain must be true or false, not {raw_retain!r}", 400)
-        if len(req.body) > MAX_PAYLOAD:
-            raise core.AwsError("RequestEntityTooLargeException", f"The payload is {len(req.body)} bytes; "
-                                f"AWS IoT accepts at most {MAX_PAYLOAD} bytes (128 KB)", 413)
         return topic, int(raw_qos), raw_retain == "true"
 
-    # --- 2..7. custom authentication and authorization ------------------------------------------------
-    def _credential(self, req: Request, name: str) -> str | None:
+    # --- the whole request ------------------------------------------------------------------------------
+    async def respond(self, req: Request) -> Response:
+        if req.path == "/mqtt":
+            return await self._websocket(req)
+        if req.path == "/ping":  # the benchmark's baseline: the same stack answering a trivial route
+            return Response.json({"message": "OK"})
+        topic, qos, retain = self._parse(req)
+        trace = Trace(topic=topic)
+        loop = asyncio.get_running_loop()
+        try:
+            if is_sigv4(req):
+                self._check_sigv4(req, trace)
+            else:
+                await loop.run_in_executor(None, self._authorize, req, trace, topic, retain)
+        except Refused as refusal:
+            self._log(req, trace, "Failure", refusal.reason, refusal.details)
+            return _forbidden(trace.trace_id)
+        self.broker.publish(topic, req.body, qos=qos, retain=retain,
+                            origin={"protocol": "HTTP", "principalId": trace.principal_id,
+                                    "sourceIp": req.client_address[0]})
+        self._log(req, trace, "Success", None, None)
+        return Response.json({"message": "OK", "traceId": trace.trace_id})
+
+    # --- 2. SigV4 (iot-data Publish) --------------------------------------------------------------------
+    def _check_sigv4(self, req: Request, trace: Trace) -> None:
+        try:
+            scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, self.credentials())
+        except sigv4.SignatureError as err:
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, f"SigV4: {err.code}: {err.message}") from None
+        if scope.service != SIGV4_SERVICE:
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, f"SigV4: the credential scope names the service "
+                          f"{scope.service!r}; iot-data requests are signed for {SIGV4_SERVICE!r}.")
+        trace.principal_id = scope.access_key
+        trace.attempt.signature_verified = None
+
+    # --- 2-3. custom authentication and authorization (in the executor) -------------------------------
+    def _credential(self, req: Request, name: str | None) -> str | None:
         """A credential from a header (case-insensitive name) or else a query parameter (exact name)."""
+        if not name:
+            return None
         value = req.headers.get(name.lower())
         return value if value is not None else req.query_value(name)
 
+    def credentials_of(self, req: Request) -> tuple[custom_auth.Credentials, dict]:
+        """The custom-auth credentials in a request's headers or query string, and its authorizer."""
+        name = self._credential(req, custom_auth.AUTHORIZER_NAME_PARAM)
+        authorizer = custom_auth.find_authorizer(self.ctx, name)
+        creds = custom_auth.Credentials(authorizer["name"], self._credential(req, authorizer.get("token_key_name")),
+                                        self._credential(req, custom_auth.SIGNATURE_PARAM))
+        return creds, authorizer
+
     def _authorize(self, req: Request, trace: Trace, topic: str, retain: bool) -> None:
-        name = self._credential(req, AUTHORIZER_HEADER) or iot.default_authorizer_name(self.ctx)
-        if not name:
-            raise Refused("AUTHENTICATION_FAILURE", f"The request names no authorizer (no {AUTHORIZER_HEADER} "
-                          "header or query parameter) and the account has no default authorizer.")
-        trace.authorizer = name
-        authorizer = iot.get_authorizer(self.ctx, name)
-        if authorizer is None:
-            raise Refused("AUTHENTICATION_FAILURE", f"No authorizer named {name!r} exists in this account and region.")
-        if authorizer["status"] != "ACTIVE":
-            raise Refused("AUTHENTICATION_FAILURE", f"The authorizer {name!r} is {authorizer['status']}; "
-                          "only ACTIVE authorizers are used.")
-
-        token_key = authorizer.get("token_key_name")
-        token = self._credential(req, token_key) if token_key else None
-        signature = self._credential(req, SIGNATURE_HEADER)
-        if authorizer["signing_disabled"]:
-            trace.signature_verified = False
-        else:
-            if token is None:
-                raise Refused("AUTHENTICATION_FAILURE", f"Signing is on but the request has no token: send it in "
-                              f"the {token_key!r} header or query parameter (the authorizer's tokenKeyName).")
-            if not signature:
-                raise Refused("AUTHENTICATION_FAILURE", f"Signing is on but the request has no {SIGNATURE_HEADER} "
-                              "header or query parameter. The function was not invoked.")
-            key_name = authz.verify_token_signature(token, signature, authorizer["public_keys"])
-            trace.signature_verified = key_name is not None
-            if key_name is None:
-                raise Refused("AUTHENTICATION_FAILURE", "The token signature did not verify with any of the "
-                              f"authorizer's public keys ({', '.join(authorizer['public_keys'])}); the function "
-                              "was not invoked. In a query string the signature must be URL-encoded (+ / =).")
-
-        cache_key = (req.connection_id, name, token, signature)
-        result = self._cached(cache_key) if authorizer["enable_caching_for_http"] else None
-        trace.cached = result is not None
-        if result is None:
-            result = self._invoke(req, trace, authorizer, token)
-            if authorizer["enable_caching_for_http"] and result.refresh_after_seconds:
-                self._remember(cache_key, result)
+        attempt = trace.attempt
+        try:
+            creds, authorizer = self.credentials_of(req)
+            attempt.authorizer = authorizer["name"]
+            cache_key = (req.connection_id, authorizer["name"], creds.token, creds.signature)
+            result = self._cached(cache_key) if authorizer["enable_caching_for_http"] else None
+            attempt.cached = result is not None
+            if result is None:
+                _, result = custom_auth.authenticate(
+                    self.ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
+                    http={"headers": dict(req.headers), "queryString": req.raw_query},
+                    tls_server_name=req.server_name)
+                if authorizer["enable_caching_for_http"] and result.refresh_after_seconds:
+                    self._remember(cache_key, result)
+        except custom_auth.AuthFailure as failure:
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, failure.details) from None
         trace.principal_id = result.principal_id
         if not result.is_authenticated:
-            raise Refused("AUTHENTICATION_FAILURE", "The authorizer function answered isAuthenticated: false.")
-
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, "The authorizer function answered isAuthenticated: false.")
         resource = authz.topic_arn(self.ctx.region, self.ctx.account_id, topic)
         variables = {"aws:SourceIp": req.client_address[0]}
-        actions = ["iot:Publish"] + (["iot:RetainPublish"] if retain else [])
-        for action in actions:
+        for action in ["iot:Publish"] + (["iot:RetainPublish"] if retain else []):
             decision = authz.evaluate(result.policies, action, resource, variables)
             trace.deciding = {"action": action, "effect": decision.effect, "policy": decision.policy_index,
                               "statement": decision.statement_index, "detail": decision.reason}
             if not decision.allowed:
-                raise Refused("AUTHORIZATION_FAILURE", f"{action} on {resource}: {decision.reason}")
-
-    def _invoke(self, req: Request, trace: Trace, authorizer: dict, token: str | None) -> authz.AuthorizerResult:
-        function_arn = authorizer["function_arn"]
-        if not awslambda.permission_allows(self.ctx, function_arn, principal="iot.amazonaws.com",
-                                           source_arn=authorizer["arn"], source_account=self.ctx.account_id):
-            raise Refused("AUTHENTICATION_FAILURE", f"The function {function_arn} does not let iot.amazonaws.com "
-                          f"invoke it for {authorizer['arn']}: add it with lambda add-permission "
-                          "--principal iot.amazonaws.com --source-arn AUTHORIZER_ARN.")
-        try:
-            spec = awslambda.function_spec(self.ctx, function_arn)
-        except core.AwsError:
-            raise Refused("AUTHENTICATION_FAILURE", f"The authorizer's function {function_arn} does not exist.") from None
-        event = authz.build_event(
-            token=token, signature_verified=bool(trace.signature_verified),
-            http={"headers": dict(req.headers), "queryString": req.raw_query},
-            tls_server_name=req.server_name, connection_id=req.connection_id,
-        )
-        started = time.perf_counter()
-        try:
-            outcome = awslambda.invoke_function(self.ctx, spec, json.dumps(event).encode(),
-                                                timeout=min(spec.timeout, AUTHORIZER_TIMEOUT))
-        except RuntimeUnavailable as exc:
-            raise Refused("AUTHENTICATION_FAILURE", f"The authorizer function could not run: {exc}") from None
-        finally:
-            trace.lambda_invoked = True
-            trace.lambda_ms = round((time.perf_counter() - started) * 1000, 2)
-        trace.lambda_request_id = outcome.request_id
-        if outcome.function_error:
-            detail = outcome.payload.decode("utf-8", "replace")[:500]
-            raise Refused("AUTHENTICATION_FAILURE", f"The authorizer function failed: {detail}")
-        try:
-            return authz.parse_authorizer_response(outcome.payload)
-        except authz.InvalidAuthorizerResponse as exc:
-            raise Refused("AUTHENTICATION_FAILURE", f"The authorizer function's response is invalid: {exc}") from None
+                raise Refused(custom_auth.AUTHORIZATION_FAILURE, f"{action} on {resource}: {decision.reason}")
 
     # --- enableCachingForHttp -------------------------------------------------------------------------
     def _cached(self, key: tuple) -> authz.AuthorizerResult | None:
@@ -265,38 +250,77 @@ class DataApp:
             while len(self._cache) > CACHE_SIZE:
                 self._cache.popitem(last=False)
 
+    # --- GET /mqtt: MQTT over WebSocket ---------------------------------------------------------------
+    async def _websocket(self, req: Request) -> Response:
+        if req.method != "GET":
+            return Response.json({"message": f"The method {req.method} is not allowed on /mqtt; MQTT over "
+                                  "WebSocket starts with GET"}, 405, {"Allow": "GET"})
+        problem = mqtt_ws.handshake_problem(req.headers)
+        if problem:
+            return Response.json({"message": problem}, 400, {"Sec-WebSocket-Version": "13"})
+        conn = http11.Connection(req.client_address, req.server_name, req.connection_id)
+        preauth = None
+        if is_sigv4(req):
+            try:
+                scope = sigv4.verify_presigned(req.method, req.path, req.raw_query, req.headers, self.credentials(),
+                                               service=mqtt_ws.SERVICE, region=self.ctx.region)
+            except sigv4.SignatureError as err:
+                self._log_connect_refusal(req, f"MQTT over WebSocket (SigV4): {err.code}: {err.message}")
+                return Response.json({"message": "Forbidden"}, 403, {"x-amzn-ErrorType": "ForbiddenException"})
+            preauth = self.authorization(None, scope.access_key, conn)
+        elif self._has_custom_auth(req):
+            loop = asyncio.get_running_loop()
+            try:
+                preauth = await loop.run_in_executor(None, self._authorize_upgrade, req, conn)
+            except Refused as refusal:
+                self._log_connect_refusal(req, f"MQTT over WebSocket (custom authentication in the upgrade "
+                                          f"request): {refusal.details}")
+                return Response.json({"message": "Forbidden"}, 403, {"x-amzn-ErrorType": "ForbiddenException"})
+        headers = {"Upgrade": "websocket", "Connection": "Upgrade",
+                   "Sec-WebSocket-Accept": generate_accept_token(req.headers["sec-websocket-key"].strip().encode()
+                                                                 ).decode()}
+        if req.headers.get("sec-websocket-protocol") is not None:
+            headers["Sec-WebSocket-Protocol"] = mqtt_ws.SUBPROTOCOL
+
+        async def upgrade(reader, writer, leftover: bytes) -> None:
+            await self.mqtt(WebSocketStream(reader, writer, leftover), conn, "websocket",
+                            (preauth, dict(req.headers), req.raw_query))
+        return Response(101, b"", headers, upgrade=upgrade)
+
+    def _has_custom_auth(self, req: Request) -> bool:
+        """Custom-auth credentials in the upgrade request itself (else they come in the CONNECT)."""
+        names = [custom_auth.AUTHORIZER_NAME_PARAM, custom_auth.SIGNATURE_PARAM]
+        default = iot.default_authorizer_name(self.ctx)
+        if default:
+            authorizer = iot.get_authorizer(self.ctx, default)
+            if authorizer and authorizer.get("token_key_name"):
+                names.append(authorizer["token_key_name"])
+        return any(self._credential(req, name) is not None for name in names)
+
+    def _authorize_upgrade(self, req: Request, conn: http11.Connection):
+        attempt = custom_auth.Attempt()
+        try:
+            creds, authorizer = self.credentials_of(req)
+            authorizer, result = custom_auth.authenticate(
+                self.ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
+                http={"headers": dict(req.headers), "queryString": req.raw_query}, tls_server_name=req.server_name)
+        except custom_auth.AuthFailure as failure:
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, failure.details) from None
+        if not result.is_authenticated:
+            raise Refused(custom_auth.AUTHENTICATION_FAILURE, "The authorizer function answered isAuthenticated: false.")
+        return self.authorization(authorizer, result, conn)
+
     # --- AWSIotLogsV2 ---------------------------------------------------------------------------------
     def _log(self, req: Request, trace: Trace, status: str, reason: str | None, details: str | None) -> None:
-        if self.ctx.logs is None:
-            return
-        now = dt.datetime.now(dt.timezone.utc)
-        entry = {
-            "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}",
-            "logLevel": "INFO" if status == "Success" else "ERROR",
-            "traceId": trace.trace_id,
-            "accountId": self.ctx.account_id,
-            "status": status,
-            "eventType": "Publish-In",
-            "protocol": "HTTP",
-            "topicName": trace.topic,
-            "principalId": trace.principal_id,
-            "sourceIp": req.client_address[0],
-            "sourcePort": req.client_address[1],
-        }
-        if reason:
-            entry["reason"] = reason
-            entry["details"] = details
-        entry["sandbox"] = {
-            "authorizerName": trace.authorizer,
-            "signatureVerified": trace.signature_verified,
-            "lambdaInvoked": trace.lambda_invoked,
-            "lambdaDurationMs": trace.lambda_ms,
-            "lambdaRequestId": trace.lambda_request_id,
-            "cachedDecision": trace.cached,
-            "decidedBy": trace.deciding,
-        }
-        stream = f"{now:%Y/%m/%d}/device-gateway"
-        try:
-            self.ctx.logs.put_events(LOG_GROUP, stream, [(int(now.timestamp() * 1000), json.dumps(entry))])
-        except Exception:  # a log write must never turn an answer into a 500
-            log.exception("could not write the AWSIotLogsV2 entry")
+        entry = iot_logs.entry(self.ctx, event_type="Publish-In", status=status, protocol="HTTP",
+                               trace_id=trace.trace_id, topicName=trace.topic, principalId=trace.principal_id,
+                               sourceIp=req.client_address[0], sourcePort=req.client_address[1],
+                               reason=reason, details=details)
+        entry["sandbox"] = {**trace.attempt.details(), "decidedBy": trace.deciding}
+        iot_logs.write(self.ctx, entry, level=entry["logLevel"])
+
+    def _log_connect_refusal(self, req: Request, details: str) -> None:
+        entry = iot_logs.entry(self.ctx, event_type="Connect", status="Failure", protocol="MQTT",
+                               sourceIp=req.client_address[0], sourcePort=req.client_address[1],
+                               reason=custom_auth.AUTHENTICATION_FAILURE, details=details)
+        iot_logs.write(self.ctx, entry, level="ERROR")

@@ -118,11 +118,14 @@ def ensure_certificates(home: Path) -> CertPaths:
     return paths
 
 
-def server_context(paths: CertPaths) -> ssl.SSLContext:
-    """A server-side SSLContext; the SNI host name each client sends is kept on its socket as ``sni``."""
+def server_context(paths: CertPaths, alpn: list[str] | None = None) -> ssl.SSLContext:
+    """A server-side SSLContext offering ``alpn``; the SNI host name a client sends is kept as ``.sni``
+    on its SSL socket or object."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(paths.server_cert, paths.server_key)
+    if alpn:
+        ctx.set_alpn_protocols(alpn)
 
     def remember_sni(sock, server_name, _ctx):  # called during the handshake
         sock.sni = server_name

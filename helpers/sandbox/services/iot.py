@@ -47,8 +47,6 @@ from typing import Any
 
 from helpers.sandbox import authz, core
 from helpers.sandbox.core import AwsError, Response
-from helpers.sandbox.runtime import RuntimeUnavailable
-from helpers.sandbox.services import awslambda
 
 PROTOCOL = "rest-json"
 #: botocore signs ``iot`` client requests with the scope name ``iot`` (model metadata ``signingName``).
@@ -57,8 +55,6 @@ SIGNING_NAMES = ("iot", "execute-api")
 AUTHORIZER_QUOTA = 10
 #: AWS IoT allows 50 tags per resource.
 TAG_QUOTA = 50
-#: AWS IoT stops waiting for an authorizer function after 5 seconds.
-AUTHORIZER_TIMEOUT_SECONDS = 5.0
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS iot_authorizers (
@@ -537,35 +533,13 @@ def _check_signature(signature: Any) -> str:
     return _check_string(signature, "tokenSignature", min_len=1, max_len=2560, pattern=SIGNATURE_PATTERN)
 
 
-def _function_failure(auth: dict, payload: bytes, function_error: str) -> AwsError:
-    try:
-        doc = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
-        doc = None
-    if isinstance(doc, dict) and ("errorType" in doc or "errorMessage" in doc):
-        detail = f"{doc.get('errorType', function_error)}: {doc.get('errorMessage', '')}"
-    else:
-        detail = payload.decode("utf-8", "replace")[:500] or function_error
-    function_name = auth["function_arn"].split(":")[6]
-    hint = ""
-    if "timed out" in detail.lower():
-        hint = (f" AWS IoT waits at most {AUTHORIZER_TIMEOUT_SECONDS:g} seconds for an authorizer function, "
-                "and the function's own Timeout applies too.")
-    return _invalid_response(f"The authorizer function {auth['function_arn']} failed ({function_error}) "
-                             f"instead of returning a response: {detail}.{hint} Check the function's logs "
-                             f"(CloudWatch Logs group /aws/lambda/{function_name}), fix it, and test again.")
-
-
 @_router.route("POST", "/authorizer/{authorizerName}/test")
 def run_test_invoke_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
+    from helpers.sandbox import custom_auth  # it imports this module for the authorizer lookups
+
     name = _check_name(authorizerName)
     body = req.json()
     auth = _require_authorizer(ctx, name)
-    if auth["status"] != "ACTIVE":
-        # Not documented by AWS; refused so that a test never passes for an authorizer the
-        # endpoints would not use.
-        raise _invalid(f"The authorizer {name!r} is INACTIVE, so AWS IoT does not use it. Activate it with "
-                       f"aws iot update-authorizer --authorizer-name {name} --status ACTIVE, then test again.")
     token = body.get("token")
     if token is not None:
         _check_string(token, "token", min_len=1, max_len=6144)
@@ -575,59 +549,17 @@ def run_test_invoke_authorizer(req: core.Request, ctx: core.Context, authorizerN
     http = _http_context(body)
     mqtt = _mqtt_context(body)
     tls_server_name = _tls_server_name(body)
-
-    # 1. The signature is verified before anything touches the function (AWS IoT developer guide).
-    signature_verified = False
-    if not auth["signing_disabled"]:
-        if token is None or signature is None:
-            raise _invalid(f"The authorizer {name!r} has token signing enabled, so both token and "
-                           "tokenSignature are required: --token <token> --token-signature <base64 RSA SHA-256 "
-                           "signature of the token>.")
-        if authz.verify_token_signature(token, signature, auth["public_keys"]) is None:
-            raise _invalid(f"The token signature is invalid: it does not verify against any of the authorizer "
-                           f"{name!r}'s tokenSigningPublicKeys ({', '.join(sorted(auth['public_keys']))}). Sign "
-                           "exactly the token (echo -n TOKEN | openssl dgst -sha256 -sign private-key.pem | "
-                           "openssl base64 -A) with the private key matching one of those public keys. The "
-                           "authorizer function was not invoked.")
-        signature_verified = True
-
-    # 2. The function must exist and let AWS IoT invoke it for this authorizer.
+    # The same pipeline the device endpoints run (helpers/sandbox/custom_auth.py), in AWS's order: the
+    # signature before anything touches the function, then the function, the permission, the invocation.
+    # Choice (undocumented): an INACTIVE authorizer is refused, so that a test never passes for an authorizer
+    # the endpoints would not use.
     try:
-        spec = awslambda.function_spec(ctx, auth["function_arn"])
-    except AwsError as exc:
-        if exc.code != "ResourceNotFoundException":
-            raise
-        raise AwsError("ResourceNotFoundException",
-                       f"The authorizer function {auth['function_arn']} does not exist (Lambda: {exc.message}). "
-                       "Create it (aws lambda create-function), or point the authorizer at an existing function "
-                       f"with aws iot update-authorizer --authorizer-name {name} --authorizer-function-arn <arn>.",
-                       404) from None
-    if not awslambda.permission_allows(ctx, auth["function_arn"], principal="iot.amazonaws.com",
-                                       source_arn=auth["arn"], source_account=ctx.account_id):
-        raise _invalid(f"AWS IoT is not allowed to invoke {auth['function_arn']} for the authorizer {name!r}: the "
-                       "function's resource policy has no statement allowing lambda:InvokeFunction to principal "
-                       f"iot.amazonaws.com with source ARN {auth['arn']}. Add it with: aws lambda add-permission "
-                       f"--function-name {auth['function_arn']} --principal iot.amazonaws.com --source-arn "
-                       f"{auth['arn']} --statement-id {name}-invoke --action lambda:InvokeFunction")
-
-    # 3. Invoke it with the event AWS IoT would send, and check its answer.
-    event = authz.build_event(token=token, signature_verified=signature_verified, http=http, mqtt=mqtt,
-                              tls_server_name=tls_server_name)
-    try:
-        result = awslambda.invoke_function(ctx, spec, json.dumps(event).encode(),
-                                           timeout=min(spec.timeout, AUTHORIZER_TIMEOUT_SECONDS))
-    except RuntimeUnavailable as exc:
-        raise _invalid_response(f"The authorizer function {auth['function_arn']} could not be run: {exc}") from None
-    except AwsError as exc:  # awslambda reports an unusable runtime as InvalidRuntimeException/ServiceException
-        raise _invalid_response(f"The authorizer function {auth['function_arn']} could not be run: "
-                                f"{exc.code}: {exc.message}") from None
-    if result.function_error:
-        raise _function_failure(auth, result.payload, result.function_error)
-    try:
-        answer = authz.parse_authorizer_response(result.payload)
-    except authz.InvalidAuthorizerResponse as exc:
-        raise _invalid_response(f"The authorizer function {auth['function_arn']} returned an invalid response: "
-                                f"{exc.reason}") from None
+        _, answer = custom_auth.authenticate(
+            ctx, custom_auth.Credentials(name, token, signature, where=custom_auth.TEST_INVOKE),
+            http=http, mqtt=mqtt, tls_server_name=tls_server_name,
+            authorizer=custom_auth.find_authorizer(ctx, auth["name"]))
+    except custom_auth.AuthFailure as failure:
+        raise failure.error from None
     out: dict[str, Any] = {"isAuthenticated": answer.is_authenticated, "principalId": answer.principal_id,
                            "policyDocuments": list(answer.policy_documents),
                            "refreshAfterInSeconds": answer.refresh_after_seconds,
