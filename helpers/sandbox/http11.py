@@ -29,6 +29,7 @@ import asyncio
 import logging
 import uuid
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Awaitable, Callable, Protocol
 from urllib.parse import urlsplit
 
@@ -122,7 +123,8 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app:
                                       "InternalFailureException")
             resp.headers.setdefault("x-amzn-RequestId", req.request_id)
             if resp.upgrade is not None and resp.status == 101:
-                writer.write(h.send(h11.InformationalResponse(status_code=101, headers=_headers(resp))))
+                writer.write(h.send(h11.InformationalResponse(status_code=101, headers=_headers(resp),
+                                                              reason=b"Switching Protocols")))
                 await writer.drain()
                 leftover, _ = h.trailing_data
                 await resp.upgrade(reader, writer, bytes(leftover))
@@ -225,6 +227,13 @@ def _too_large(declared: int | None, limit: int) -> Response:
                          {"x-amzn-ErrorType": "RequestEntityTooLargeException"})
 
 
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
 def _headers(resp: Response) -> list[tuple[bytes, bytes]]:
     out = [(b"server", SERVER_HEADER)]
     for name, value in resp.headers.items():
@@ -239,7 +248,7 @@ async def _send(writer: asyncio.StreamWriter, h: h11.Connection, resp: Response,
         headers.append((b"connection", b"close"))
     headers.append((b"content-length", str(len(resp.body)).encode()))
     # head and body in one write: one TLS record, no Nagle/delayed-ACK stall between them
-    out = h.send(h11.Response(status_code=resp.status, headers=headers))
+    out = h.send(h11.Response(status_code=resp.status, headers=headers, reason=_reason(resp.status)))
     if resp.body and not head_only:
         out += h.send(h11.Data(data=resp.body))
     out += h.send(h11.EndOfMessage())
