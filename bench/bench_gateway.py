@@ -10,6 +10,8 @@
    Debian's ``mosquitto`` on loopback (TLS, same certificate): one paho publisher, one paho subscriber,
    QoS 0 and QoS 1, messages/s and p50/p99 latency. Target: QoS 0 >= 0.25x mosquitto.
 3. Custom-auth MQTT connects per second (CONNECT, function answer cached by nothing: each one invokes it).
+4. The sandbox's memory while 8 clients each start a 60 MB upload without credentials, on each endpoint
+   (refused from the head, so the bodies are never buffered).
 
 A part whose tool is missing prints why and is skipped. Usage: python bench/bench_gateway.py [--seconds 5]
 """
@@ -307,6 +309,49 @@ def bench_connects(settings, authorizer: str, signature: str, n: int) -> None:
           f"4 at a time: {par:.0f} connects/s")
 
 
+# --- 4. memory under oversized uploads ------------------------------------------------------------------
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_uploads(settings, count: int = 8, size: int = 60 * 1024 * 1024) -> None:
+    print(f"\n## memory: {count} concurrent {size >> 20} MB uploads without credentials, to each endpoint")
+    if not Path(f"/proc/{settings.pid}/status").exists():
+        print("skipped: needs /proc (Linux)")
+        return
+    ctx = ssl.create_default_context(cafile=str(settings.ca_bundle))
+    chunk = b"x" * (1 << 20)
+
+    def upload(port: int, path: str, statuses: list) -> None:
+        try:
+            with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30),
+                                 server_hostname="localhost") as sock:
+                sock.sendall(f"POST {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: {size}\r\n\r\n".encode())
+                try:
+                    for _ in range(size >> 20):
+                        sock.sendall(chunk)
+                except OSError:
+                    pass  # refused and closed before the body: what should happen
+                statuses.append(sock.recv(64).split(b" ")[1].decode())
+        except OSError as exc:
+            statuses.append(type(exc).__name__)
+
+    for label, port, path in (("API", int(settings.endpoint_url.rsplit(":", 1)[1]), "/2015-03-31/functions"),
+                              ("data", int(settings.data_endpoint.rsplit(":", 1)[1]), "/topics/big")):
+        before, peak, statuses = rss_mb(settings.pid), 0.0, []
+        threads = [threading.Thread(target=upload, args=(port, path, statuses)) for _ in range(count)]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            peak = max(peak, rss_mb(settings.pid))
+            time.sleep(0.02)
+        print(f"{label:<5} RSS before {before:6.1f} MB, peak {peak:6.1f} MB; answers {sorted(set(statuses))}")
+
+
 DEVICE_POLICY_FN = '''
 def lambda_handler(event, context):
     region, account = context.invoked_function_arn.split(":")[3:5]
@@ -332,6 +377,7 @@ def main() -> int:
             bench_https(settings, signature, args.seconds)
             bench_mqtt(settings, "bench-mqtt", signature, args.messages)
             bench_connects(settings, "bench-mqtt", signature, args.connects)
+            bench_uploads(settings)
         finally:
             sandbox.stop(home)
     return 0

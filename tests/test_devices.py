@@ -273,3 +273,163 @@ def lambda_handler(event, context):
     assert event["protocolData"]["mqtt"]["clientId"] == "sni-check"
     assert base64.b64decode(event["protocolData"]["mqtt"]["password"]) == b"pw"
     assert event["protocolData"]["mqtt"]["username"] == f"u?x-amz-customauthorizer-name={name}"
+
+
+# --- the mosquitto clients, as the sandbox README shows them -------------------------------------------
+
+def test_mosquitto_clients_with_custom_auth(settings, device_auth):
+    import shutil
+    import subprocess
+    if not (shutil.which("mosquitto_sub") and shutil.which("mosquitto_pub")):
+        pytest.skip("mosquitto_sub/mosquitto_pub are not installed (apt-get install mosquitto-clients)")
+    host, port = host_port(settings)
+    user = (f"device?x-amz-customauthorizer-name={device_auth['name']}"
+            f"&x-amz-customauthorizer-signature={quote(device_auth['signature'], safe='')}&token={TOKEN}")
+    common = ["-h", host, "-p", str(port), "--cafile", str(settings.ca_bundle), "--tls-alpn", "mqtt",
+              "-u", user, "-P", "open-sesame"]
+    sub = subprocess.Popen(["mosquitto_sub", *common, "-i", "mosq1", "-t", "dev/mosq1/#", "-C", "1", "-W", "20"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # wait until its subscription is in place
+            entries = settings.client("logs").filter_log_events(logGroupName="AWSIotLogsV2")["events"]
+            if any('"Subscribe"' in e["message"] and "mosq1" in e["message"] for e in entries):
+                break
+            time.sleep(0.1)
+        settings.client("iot-data").publish(topic="dev/mosq1/hello", qos=1, payload=b"hi mosquitto")
+        out, err = sub.communicate(timeout=20)
+    finally:
+        sub.kill()
+    assert out.strip() == "hi mosquitto", err
+    refused = subprocess.run(["mosquitto_pub", *common[:-1], "wrong", "-i", "mosq2", "-t", "dev/mosq2/x",
+                              "-m", "no"], capture_output=True, text=True, timeout=20)
+    assert refused.returncode != 0 and "rror" in refused.stderr
+
+
+# --- custom auth in the WebSocket upgrade itself, the default authorizer, SigV4 iot-data ---------------
+
+def ws_connect_raw(settings, path: str, headers: dict, client_id: str) -> tuple[int, bytes]:
+    """Upgrade with wsproto as the client, send one MQTT 3.1.1 CONNECT (no credentials), return
+    (HTTP status, first MQTT bytes back)."""
+    import socket as socket_mod
+
+    from wsproto import WSConnection
+    from wsproto.connection import ConnectionType
+    from wsproto.events import AcceptConnection, BytesMessage, RejectConnection, Request
+
+    host, port = host_port(settings)
+    ctx = ssl.create_default_context(cafile=str(settings.ca_bundle))
+    sock = ctx.wrap_socket(socket_mod.create_connection(("127.0.0.1", port), timeout=10), server_hostname=host)
+    ws = WSConnection(ConnectionType.CLIENT)
+    sock.sendall(ws.send(Request(host=f"{host}:{port}", target=path, subprotocols=["mqtt"],
+                                 extra_headers=[(k.encode(), v.encode()) for k, v in headers.items()])))
+    status, got = None, b""
+    connect = bytes([0x10, 12 + len(client_id)]) + b"\x00\x04MQTT\x04\x02\x00\x3c" + \
+        len(client_id).to_bytes(2, "big") + client_id.encode()
+    try:
+        while status is None or (status == 101 and not got):
+            data = sock.recv(65536)
+            if not data:
+                break
+            ws.receive_data(data)
+            for event in ws.events():
+                if isinstance(event, AcceptConnection):
+                    status = 101
+                    sock.sendall(ws.send(BytesMessage(data=connect)))
+                elif isinstance(event, RejectConnection):
+                    status = event.status_code
+                elif isinstance(event, BytesMessage):
+                    got += bytes(event.data)
+            if status not in (None, 101):
+                break
+    finally:
+        sock.close()
+    return status, got
+
+
+@pytest.mark.parametrize("where", ["headers", "query"])
+def test_custom_auth_in_the_websocket_upgrade(settings, deployer, rsa_key, where):
+    """Credentials in the upgrade request's headers or query string (AWS's documented WebSocket forms): the
+    function decides at the upgrade; a tampered signature gets 403 before anything MQTT happens."""
+    key, pem = rsa_key
+    fn = deployer.function('''
+def lambda_handler(event, context):
+    region, account = context.invoked_function_arn.split(":")[3:5]
+    return {"isAuthenticated": True, "principalId": "wsdevice", "disconnectAfterInSeconds": 300,
+            "refreshAfterInSeconds": 300, "policyDocuments": [{"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"arn:aws:iot:{region}:{account}:client/ws-*"}]}]}
+''')
+    name, _ = deployer.authorizer(fn, pem, token_key="token")
+    signature = base64.b64encode(key.sign(TOKEN.encode(), padding.PKCS1v15(), hashes.SHA256())).decode()
+    for sig, expected in ((signature, 101), ("A" + signature[1:] if signature[0] != "A" else "B" + signature[1:], 403)):
+        creds = {"x-amz-customauthorizer-name": name, "x-amz-customauthorizer-signature": sig, "token": TOKEN}
+        if where == "headers":
+            status, got = ws_connect_raw(settings, "/mqtt", creds, "ws-one")
+        else:
+            query = "&".join(f"{k}={quote(v, safe='')}" for k, v in creds.items())
+            status, got = ws_connect_raw(settings, f"/mqtt?{query}", {}, "ws-one")
+        assert status == expected
+        if expected == 101:
+            assert got == b"\x20\x02\x00\x00"   # CONNACK accepted: the upgrade's authorization holds
+    status, got = ws_connect_raw(settings, "/mqtt", {"x-amz-customauthorizer-name": name,
+                                                     "x-amz-customauthorizer-signature": signature,
+                                                     "token": TOKEN}, "other-client")
+    assert (status, got) == (101, b"\x20\x02\x00\x05")  # the policy allows iot:Connect for ws-* only
+
+
+def test_default_authorizer_serves_an_unnamed_mqtt_connect(settings, deployer):
+    """No x-amz-customauthorizer-name in the user name: the account's default authorizer is used."""
+    fn = deployer.function(DEVICE_HANDLER)
+    name, _ = deployer.authorizer(fn, None)
+    iot = settings.client("iot")
+    previous = iot.describe_default_authorizer()["authorizerDescription"]["authorizerName"] \
+        if _has_default(iot) else None
+    iot.set_default_authorizer(authorizerName=name)
+    try:
+        host, port = host_port(settings)
+        ctx = ssl.create_default_context(cafile=str(settings.ca_bundle))
+        ctx.set_alpn_protocols(["mqtt"])
+        client = paho.Client(CallbackAPIVersion.VERSION2, client_id="defaultdev", protocol=paho.MQTTv5)
+        client.tls_set_context(ctx)
+        client.username_pw_set("plain-user", "open-sesame")
+        connack = Future()
+        client.on_connect = lambda c, u, flags, rc, props: connack.done() or connack.set_result(rc)
+        client.connect(host, port)
+        client.loop_start()
+        try:
+            assert not connack.result(10).is_failure
+        finally:
+            client.disconnect()
+            client.loop_stop()
+    finally:
+        if previous:
+            iot.set_default_authorizer(authorizerName=previous)
+        else:
+            iot.clear_default_authorizer()
+
+
+def _has_default(iot) -> bool:
+    try:
+        iot.describe_default_authorizer()
+        return True
+    except iot.exceptions.ResourceNotFoundException:
+        return False
+
+
+def test_sigv4_iot_data_publish_checks_the_signature(settings):
+    from botocore.exceptions import ClientError
+    topic = f"sigv4/{uuid.uuid4().hex[:8]}"
+    with Subscription(settings, f"{topic}/#") as watcher:
+        settings.client("iot-data").publish(topic=f"{topic}/ok", qos=1, payload=b"signed")
+        assert [m.payload for m in watcher.wait_for(1)] == [b"signed"]
+        import boto3
+        forged = boto3.Session(aws_access_key_id=settings.access_key_id, aws_secret_access_key="not-the-secret",
+                               region_name=settings.region).client(
+            "iot-data", endpoint_url=f"https://{settings.data_endpoint}", verify=str(settings.ca_bundle))
+        with pytest.raises(ClientError) as err:
+            forged.publish(topic=f"{topic}/forged", qos=1, payload=b"forged")
+        assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        settings.client("iot-data").publish(topic=f"{topic}/after", qos=1, payload=b"sentinel")
+        assert [m.payload for m in watcher.wait_for(2)] == [b"signed", b"sentinel"]  # the forged one never arrived
+    entry = iot_log(settings, lambda e: e.get("topicName") == f"{topic}/forged")
+    assert entry["status"] == "Failure" and "signature" in entry["details"]
