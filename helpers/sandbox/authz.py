@@ -169,14 +169,21 @@ def verify_token_signature(token: str, signature_b64: str, public_keys: dict[str
     Returns ``None`` if no key verifies, or on any malformed input (never raises). Keys that
     are not loadable RSA public keys are skipped.
     """
-    if not isinstance(token, str) or not isinstance(public_keys, dict):
+    if not isinstance(token, str) or not isinstance(public_keys, dict) or not isinstance(signature_b64, str):
         return None
+    return _verify(token, signature_b64, tuple((str(k), str(v)) for k, v in public_keys.items()))
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify(token: str, signature_b64: str, public_keys: tuple[tuple[str, str], ...]) -> str | None:
+    """:func:`verify_token_signature` on hashable arguments; cached, since a device sends the same token and
+    signature with every request and the answer for the same bytes never changes."""
     signature = decode_signature(signature_b64)
     if not signature:
         return None
     data = token.encode("utf-8", errors="surrogatepass")
-    for name, pem in public_keys.items():
-        key = _rsa_public_key(str(pem))
+    for name, pem in public_keys:
+        key = _rsa_public_key(pem)
         if key is None:
             continue
         try:
@@ -483,6 +490,17 @@ _SPECIAL = {"*": "*", "?": "?", "$": "$"}
 
 
 def _pattern(text: str, variables: dict[str, str], *, substitute: bool, ignore_case: bool) -> re.Pattern[str]:
+    if "$" not in text:  # no variables: the same pattern every time (most actions and resources)
+        return _plain_pattern(text, ignore_case)
+    return _compile_pattern(text, variables, substitute=substitute, ignore_case=ignore_case)
+
+
+@functools.lru_cache(maxsize=4096)
+def _plain_pattern(text: str, ignore_case: bool) -> re.Pattern[str]:
+    return _compile_pattern(text, {}, substitute=False, ignore_case=ignore_case)
+
+
+def _compile_pattern(text: str, variables: dict[str, str], *, substitute: bool, ignore_case: bool) -> re.Pattern[str]:
     """Compile an IAM pattern: ``*`` any run (crossing ``/``), ``?`` one char, variables literal.
 
     ``${*}``/``${?}``/``${$}`` (IAM syntax; the IoT guide writes ``$(*)`` etc., also

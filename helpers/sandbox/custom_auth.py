@@ -97,15 +97,43 @@ class Credentials:
     extra: dict = field(default_factory=dict)
 
 
+class NotCached(Exception):
+    """:func:`find_authorizer` with ``cached_only``: the answer would need the database."""
+
+
+#: (store, name or None for the default) -> (store generation, authorizer dict or None). A row is reused only
+#: while no transaction has committed since it was read, so an update is seen by the very next request.
+_authorizers: dict[tuple[int, str | None], tuple[int, dict | None]] = {}
+
+
+def _lookup(ctx: core.Context, name: str | None, cached_only: bool) -> dict | str | None:
+    store = ctx.store
+    key = (id(store), name)
+    hit = _authorizers.get(key)
+    if hit is not None and hit[0] == store.generation:
+        return hit[1]
+    if cached_only:
+        raise NotCached(name)
+    generation = store.generation
+    value = iot.get_authorizer(ctx, name) if name else iot.default_authorizer_name(ctx)
+    if len(_authorizers) > 10_000:
+        _authorizers.clear()
+    _authorizers[key] = (generation, value)
+    return value
+
+
 def find_authorizer(ctx: core.Context, name: str | None, *, where: str = "header or query parameter",
-                    region: str | None = None) -> dict:
-    """The ACTIVE authorizer named ``name``, else the default one; :class:`AuthFailure` otherwise."""
+                    region: str | None = None, cached_only: bool = False) -> dict:
+    """The ACTIVE authorizer named ``name``, else the default one; :class:`AuthFailure` otherwise.
+
+    ``cached_only``: answer from memory or raise :class:`NotCached` (the event loop's fast path never
+    touches the database)."""
     if not name:
-        name = iot.default_authorizer_name(ctx)
+        name = _lookup(ctx, None, cached_only)
         if not name:
             raise AuthFailure("authorizer", f"The request names no authorizer (no {AUTHORIZER_NAME_PARAM} {where}) "
                               "and the account has no default authorizer (aws iot set-default-authorizer).")
-    authorizer = iot.get_authorizer(ctx, name)
+    authorizer = _lookup(ctx, name, cached_only)
     if authorizer is None:
         raise AuthFailure("authorizer", f"No authorizer named {name!r} exists in this account and region "
                           "(aws iot list-authorizers shows the ones that do).",

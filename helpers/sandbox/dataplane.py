@@ -164,7 +164,11 @@ class DataApp:
             if is_sigv4(req):
                 self._check_sigv4(req, trace)
             else:
-                await loop.run_in_executor(None, self._authorize, req, trace, topic, retain)
+                try:  # a cached decision is answered on the loop; anything that needs SQLite or Lambda is not
+                    self._authorize(req, trace, topic, retain, cached_only=True)
+                except custom_auth.NotCached:
+                    trace.attempt = custom_auth.Attempt()
+                    await loop.run_in_executor(None, self._authorize, req, trace, topic, retain)
         except Refused as refusal:
             self._log(req, trace, "Failure", refusal.reason, refusal.details)
             return _forbidden(trace.trace_id)
@@ -194,22 +198,28 @@ class DataApp:
         value = req.headers.get(name.lower())
         return value if value is not None else req.query_value(name)
 
-    def credentials_of(self, req: Request) -> tuple[custom_auth.Credentials, dict]:
+    def credentials_of(self, req: Request, cached_only: bool = False) -> tuple[custom_auth.Credentials, dict]:
         """The custom-auth credentials in a request's headers or query string, and its authorizer."""
         name = self._credential(req, custom_auth.AUTHORIZER_NAME_PARAM)
-        authorizer = custom_auth.find_authorizer(self.ctx, name)
+        authorizer = custom_auth.find_authorizer(self.ctx, name, cached_only=cached_only)
         creds = custom_auth.Credentials(authorizer["name"], self._credential(req, authorizer.get("token_key_name")),
                                         self._credential(req, custom_auth.SIGNATURE_PARAM))
         return creds, authorizer
 
-    def _authorize(self, req: Request, trace: Trace, topic: str, retain: bool) -> None:
+    def _authorize(self, req: Request, trace: Trace, topic: str, retain: bool, cached_only: bool = False) -> None:
+        """The publish's decision; with ``cached_only`` it raises :class:`custom_auth.NotCached` rather than
+        read the database or invoke the function (so that it may run on the event loop)."""
         attempt = trace.attempt
         try:
-            creds, authorizer = self.credentials_of(req)
+            creds, authorizer = self.credentials_of(req, cached_only)
             attempt.authorizer = authorizer["name"]
             cache_key = (req.connection_id, authorizer["name"], creds.token, creds.signature)
             result = self._cached(cache_key) if authorizer["enable_caching_for_http"] else None
             attempt.cached = result is not None
+            if result is not None:  # cached only after its token's signature verified
+                attempt.signature_verified = not authorizer["signing_disabled"]
+            if result is None and cached_only:
+                raise custom_auth.NotCached(authorizer["name"])
             if result is None:
                 _, result = custom_auth.authenticate(
                     self.ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,

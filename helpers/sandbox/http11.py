@@ -167,10 +167,23 @@ async def _next_request(h: h11.Connection, reader: asyncio.StreamReader, limits:
 
 
 async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
+    """One read, ended by :class:`_Closed` after ``timeout`` seconds (a timer, cheaper than asyncio.wait_for,
+    which makes a task per call)."""
+    task = asyncio.current_task()
+    expired = []
+
+    def expire() -> None:
+        expired.append(True)
+        task.cancel()
+    timer = asyncio.get_running_loop().call_later(timeout, expire)
     try:
-        return await asyncio.wait_for(reader.read(65536), timeout)
-    except (asyncio.TimeoutError, TimeoutError):
-        raise _Closed("timed out") from None
+        return await reader.read(65536)
+    except asyncio.CancelledError:
+        if expired:
+            raise _Closed("timed out") from None
+        raise
+    finally:
+        timer.cancel()
 
 
 async def _read_body(h: h11.Connection, reader: asyncio.StreamReader, limits: Limits, max_body: int) -> bytes | None:

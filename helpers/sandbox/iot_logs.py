@@ -16,8 +16,15 @@ log = logging.getLogger("helpers.sandbox")
 LOG_GROUP = "AWSIotLogsV2"
 
 
+_second: list = [None, ""]   # the last second formatted, since every entry in it shares the prefix
+
+
 def timestamp(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}"
+    """``2024-01-02 03:04:05.678``, the format of AWS IoT's log entries."""
+    second = now.replace(microsecond=0)
+    if _second[0] != second:
+        _second[:] = [second, second.strftime("%Y-%m-%d %H:%M:%S")]
+    return f"{_second[1]}.{now.microsecond // 1000:03d}"
 
 
 def entry(ctx, *, event_type: str, status: str, protocol: str, trace_id: str | None = None,

@@ -33,6 +33,8 @@ class Store:
         self._lock = threading.RLock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
+        #: Bumped by every committed transaction: in-memory caches of rows compare it to know they are fresh.
+        self.generation = 0
         if self.path != ":memory:":
             self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
@@ -57,6 +59,7 @@ class Store:
                 raise
             else:
                 self._db.execute("COMMIT")
+                self.generation += 1
 
     def all(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
