@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,7 @@ def cmd_stop(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    os.umask(0o077)  # before anything is written: sandbox.log rotations, database, WAL, keys are owner-only
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     sandbox = Sandbox(_home(args), port=args.port)
     info = sandbox.start()

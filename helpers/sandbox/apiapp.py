@@ -1,7 +1,8 @@
 """The API endpoint: one URL for every AWS service the tutorial calls.
 
-A request flows: TLS (``server``) → SigV4 check with the sandbox's credentials
-(``sigv4``) → the service module named by the credential scope's service →
+A request flows: TLS (``server``) → SigV4 check against the keys this sandbox
+accepts (``ctx.credentials``: the home's own pair and the temporary credentials
+it issued; ``sigv4``) → the service module named by the credential scope's service →
 that module's router → its models in SQLite. Errors become AWS's error
 documents in the service's own wire protocol, so botocore raises the modelled
 exception class.
@@ -21,7 +22,7 @@ class ApiApp:
     def __init__(self, ctx: core.Context, services: list[ModuleType],
                  credentials: dict[str, str] | None = None):
         self.ctx = ctx
-        self.credentials = credentials or {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}
+        self.credentials = credentials if credentials is not None else ctx.credentials
         self.by_name: dict[str, ModuleType] = {}
         for module in services:
             for name in module.SIGNING_NAMES:
@@ -36,7 +37,7 @@ class ApiApp:
                 raise AwsError("UnknownServiceException",
                                f"The sandbox does not serve the '{scope.service}' service. It serves: "
                                f"{', '.join(sorted(self.by_name))}.", 400)
-            req.service, req.region = scope.service, scope.region
+            req.service, req.region, req.credential = scope.service, scope.region, scope.credential
             return module.handle(req, self.ctx)
         except sigv4.SignatureError as err:
             module = module or self.by_name.get(err.service)

@@ -20,11 +20,12 @@ import json
 import logging
 import os
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from . import core, tls
+from . import core, home as homes, sigv4, tls
 from .apiapp import ApiApp
 from .broker import Broker
 from .dataplane import DataApp
@@ -51,8 +52,14 @@ def service_modules() -> list:
 
 def acquire_lock(home: Path):
     """Take the home's exclusive lock or raise SandboxError naming the sandbox that holds it."""
-    home.mkdir(parents=True, exist_ok=True)
-    fh = open(home / LOCK_FILE, "a+")
+    try:
+        homes.secure_home(home)
+        fh = open(home / LOCK_FILE, "a+")
+    except homes.HomeError as exc:
+        raise SandboxError(str(exc)) from None
+    except OSError as exc:
+        raise SandboxError(f"The sandbox home {home} cannot be written ({exc.strerror}: {exc.filename}). Make it "
+                           "yours, or choose another home with --state-dir DIR or IOT_SANDBOX_HOME.") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -82,6 +89,23 @@ def read_runtime(home: Path) -> dict | None:
         return json.loads((home / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def open_store(path: Path, schemas: list[str]) -> Store:
+    """Open the state database, or raise SandboxError naming the file and what to do (never reset it)."""
+    try:
+        store = Store(path, schemas)
+        problem = store.one("PRAGMA quick_check")[0]
+        if problem != "ok":
+            store.close()
+            raise sqlite3.DatabaseError(problem)
+        return store
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
+            raise SandboxError(f"The sandbox's database {path} cannot be written ({exc}). Make the home yours, or "
+                               "choose another with --state-dir DIR or IOT_SANDBOX_HOME.") from None
+        raise SandboxError(f"The sandbox's database {path} is damaged ({exc}). Move it aside to keep it "
+                           f"(mv {path} {path}.damaged) and start again: the sandbox then starts empty.") from None
 
 
 def _write_runtime(home: Path, info: dict) -> None:
@@ -118,19 +142,25 @@ class Sandbox:
     def start(self) -> dict:
         from .runtime import LambdaRuntime
 
+        os.umask(0o077)  # everything the sandbox writes is owner-only (database, WAL, logs, keys)
         self._lock = acquire_lock(self.home)
         try:
             (self.home / RUNTIME_FILE).unlink(missing_ok=True)  # stale from a crashed run
+            try:
+                credentials = homes.home_credentials(self.home)
+            except homes.HomeError as exc:
+                raise SandboxError(str(exc)) from None
             certs = tls.ensure_certificates(self.home)
             ssl_context = tls.server_context(certs)
             modules = service_modules()
-            self.store = Store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
+            self.store = open_store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
             port = self.requested_port
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
                 port = last if last and _port_free(last) else 0
             self.runtime = LambdaRuntime(self.home / "lambda")
-            ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home)
+            ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home,
+                               credentials=sigv4.CredentialStore(credentials))
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
             ctx.logs = LogSink(self._log_store)
             self.ctx = ctx
@@ -141,6 +171,9 @@ class Sandbox:
             self._servers = [api_server, data_server]
             data_address = f"localhost:{data_server.port}"
             ctx.endpoints.update({"iot:Data-ATS": data_address, "iot:Data": data_address})
+            from .services import awslambda
+            sdk = {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{api_server.port}", "AWS_CA_BUNDLE": str(certs.ca_cert)}
+            self.runtime.credential_issuer = lambda spec: awslambda.execution_credentials(ctx, spec, sdk)
             for server in self._servers:
                 server.serve_in_thread()
             self.store.set_setting("api_port", str(api_server.port))

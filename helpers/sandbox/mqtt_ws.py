@@ -113,7 +113,7 @@ def websocket_upgrade(req: Request, ctx: core.Context, broker) -> Response:
     region = getattr(ctx, "region", None) or core.REGION
     try:
         sigv4.verify_presigned(req.method, req.path, req.raw_query, req.headers,
-                               {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}, service=SERVICE, region=region)
+                               ctx.credentials, service=SERVICE, region=region)
     except sigv4.SignatureError as err:
         log.info("MQTT over WebSocket from %s refused: %s: %s", req.client_address[0], err.code, err.message)
         _log_refusal(ctx, req, f"{err.code}: {err.message}")

@@ -62,8 +62,6 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
-from ..core import ACCESS_KEY_ID, SECRET_ACCESS_KEY
-
 __all__ = ["FunctionSpec", "InvokeResult", "LambdaRuntime", "RuntimeUnavailable", "CodeZipError",
            "validate_code_zip", "PYTHON_RUNTIMES", "NODEJS_RUNTIMES"]
 
@@ -91,6 +89,8 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     region: str = "us-west-2"
     version: str = "$LATEST"
+    #: The execution role's ARN: the worker's AWS_* credentials are that role's (see ``credential_issuer``).
+    role: str = ""
 
 
 @dataclass
@@ -166,7 +166,7 @@ def _exit_reason(returncode: int) -> str:
 
 def _fingerprint(spec: FunctionSpec) -> str:
     """What a warm worker was started with: a change to any of it needs a new worker (as on Lambda)."""
-    config = [spec.code_sha256, spec.runtime, spec.handler, spec.memory_size, spec.region, spec.arn,
+    config = [spec.code_sha256, spec.runtime, spec.handler, spec.memory_size, spec.region, spec.arn, spec.role,
               sorted((spec.environment or {}).items())]
     return hashlib.sha256(json.dumps(config, default=str).encode()).hexdigest()
 
@@ -196,6 +196,7 @@ class _Worker:
         self.lock = threading.Lock()
         self.reaped = False
         self.peak_mb = 0  # Max Memory Used, as last reported
+        self.credentials_expire: float | None = None  # when the role credentials in its environment expire
         self.poller = select.poll()
         self.poller.register(self.sock_fd, select.POLLIN)
         self.poller.register(self.log_fd, select.POLLIN)
@@ -350,6 +351,12 @@ class LambdaRuntime:
         self._code_dirs: dict[str, Path] = {}
         self._code_lock = threading.Lock()
         self._closed = False
+        #: ``spec -> (environment variables, expiry epoch)``: the execution role's temporary credentials
+        #: (AWS_ACCESS_KEY_ID ``ASIA...``, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) for a new worker. Without
+        #: it, workers get no AWS credentials at all. Never the sandbox's own key pair.
+        self.credential_issuer = None
+        #: A warm worker whose credentials expire within this many seconds is replaced before an invoke.
+        self.credential_margin = 300.0
         # Workers are started from one long-lived thread: PR_SET_PDEATHSIG fires when the
         # *thread* that forked a worker exits, and callers' threads (HTTP requests) are short-lived.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda-spawner")
@@ -452,7 +459,9 @@ class LambdaRuntime:
                         raise RuntimeUnavailable("The sandbox's Lambda runtime has been shut down.")
                     while pool.idle:
                         worker = pool.idle.pop()  # the most recently used: the warmest
-                        if worker.generation == pool.generation and not worker.exited():
+                        fresh = (worker.credentials_expire is None
+                                 or worker.credentials_expire - time.time() > self.credential_margin)
+                        if worker.generation == pool.generation and fresh and not worker.exited():
                             return worker, pool.generation
                         doomed.append(worker)
                         pool.count -= 1
@@ -485,6 +494,10 @@ class LambdaRuntime:
         nonce = secrets.token_hex(8)
         args = command + [str(child_end.fileno()), nonce, spec.handler, str(os.getpid())]
         env = self._environment(spec, code_dir)
+        expires = None
+        if self.credential_issuer is not None:
+            credentials, expires = self.credential_issuer(spec)
+            env.update(credentials)
         is_node = not spec.runtime.startswith("python")
 
         def start() -> subprocess.Popen:
@@ -502,6 +515,7 @@ class LambdaRuntime:
         finally:
             child_end.close()
         worker = _Worker(proc, parent_end, nonce, generation)
+        worker.credentials_expire = expires
         with self._lock:
             self._workers.add(worker)
             closed = self._closed
@@ -511,8 +525,7 @@ class LambdaRuntime:
 
     def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
         today = _dt.datetime.now(_dt.timezone.utc)
-        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
-               "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY}
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC"}
         env.update({str(k): str(v) for k, v in (spec.environment or {}).items()})
         env.update({
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,

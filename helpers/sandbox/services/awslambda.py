@@ -227,7 +227,29 @@ def _spec(ctx: core.Context, row: Any) -> FunctionSpec:
         name=row["name"], arn=_function_arn(ctx, row["name"]), runtime=row["runtime"], handler=row["handler"],
         code_sha256=row["code_sha256"], code_zip=bytes(row["code"]), timeout=float(row["timeout"]),
         memory_size=row["memory_size"], environment=json.loads(row["environment"] or "{}"),
-        region=ctx.region, version="$LATEST")
+        region=ctx.region, version="$LATEST", role=row["role"])
+
+
+def execution_credentials(ctx: core.Context, spec: FunctionSpec,
+                          extra: dict[str, str] | None = None) -> tuple[dict[str, str], float]:
+    """The environment a new worker of ``spec`` gets for its execution role: (variables, expiry epoch).
+
+    AWS_ACCESS_KEY_ID (``ASIA...``), AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN of a
+    session of the function's role named after the function, as Lambda provides
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime);
+    ``extra`` is added (the sandbox passes AWS_ENDPOINT_URL and AWS_CA_BUNDLE, so that
+    a handler's boto3 calls reach this sandbox, not AWS).
+    """
+    from helpers.sandbox.services import sts
+
+    role = iam.role_by_arn(ctx, spec.role)
+    if role is None:
+        raise _invalid(f"The role defined for the function cannot be assumed by Lambda: {spec.role} no longer "
+                       "exists. Create it again, or update the function's role.")
+    credential = sts.credentials_for_role(ctx, role, spec.name)
+    env = {"AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_access_key,
+           "AWS_SESSION_TOKEN": credential.session_token, **(extra or {})}
+    return env, credential.expires_at
 
 
 # --- validation of CreateFunction / UpdateFunctionCode members ------------------------------
