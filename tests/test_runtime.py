@@ -87,7 +87,7 @@ def process_gone(pid: int, within: float = 2.0) -> bool:
 
 @pytest.fixture
 def rt(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda")
+    runtime = LambdaRuntime(tmp_path / "lambda", namespaces=False)
     yield runtime
     runtime.shutdown()
     assert children_of(os.getpid()) == [], "workers left running after shutdown()"
@@ -348,7 +348,7 @@ def test_concurrent_invokes_use_separate_workers(rt):
 
 
 def test_concurrency_limit_waits_for_a_free_worker(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda", max_workers_per_function=2)
+    runtime = LambdaRuntime(tmp_path / "lambda", max_workers_per_function=2, namespaces=False)
     try:
         spec = make_spec()
         pids: list[int] = []
@@ -497,7 +497,7 @@ def test_node_esm_module(rt):
 
 
 def test_node_missing_raises_runtime_unavailable(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda", node_path=None)
+    runtime = LambdaRuntime(tmp_path / "lambda", node_path=None, namespaces=False)
     try:
         with pytest.raises(RuntimeUnavailable, match="Node.js, which is not installed.*apt-get install nodejs"):
             runtime.invoke(node_spec(), b"{}")
@@ -508,7 +508,7 @@ def test_node_missing_raises_runtime_unavailable(tmp_path):
 # --- lifecycle -------------------------------------------------------------------------------
 
 def test_shutdown_kills_idle_and_busy_workers(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda")
+    runtime = LambdaRuntime(tmp_path / "lambda", namespaces=False)
     spec = make_spec()
     idle_pid = json.loads(call(runtime, make_spec(name="idle-fn"), {"action": "pid"}).payload)
     busy: list[InvokeResult] = []
@@ -531,7 +531,7 @@ ORPHAN_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from helpers.sandbox.runtime import FunctionSpec, LambdaRuntime
     code = Path(sys.argv[1]).read_bytes()
-    rt = LambdaRuntime(Path(sys.argv[2]))
+    rt = LambdaRuntime(Path(sys.argv[2]), namespaces=False)
     pids = []
     for runtime, handler in json.loads(sys.argv[3]):
         spec = FunctionSpec(runtime, "arn", runtime, handler, "sha-" + runtime, code)

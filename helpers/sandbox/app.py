@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import signal
 import sqlite3
 import threading
@@ -158,7 +159,12 @@ class Sandbox:
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
                 port = last if last and _port_free(last) else 0
-            self.runtime = LambdaRuntime(self.home / "lambda")
+            try:
+                work_dir = homes.runtime_dir(self.home)
+            except homes.HomeError as exc:
+                raise SandboxError(str(exc)) from None
+            self.runtime = LambdaRuntime(work_dir, hide=(self.home,))
+            shutil.copyfile(certs.ca_cert, work_dir / "ca.pem")  # public: lets handlers' SDKs trust the sandbox
             ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home,
                                credentials=sigv4.CredentialStore(credentials))
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
@@ -172,7 +178,7 @@ class Sandbox:
             data_address = f"localhost:{data_server.port}"
             ctx.endpoints.update({"iot:Data-ATS": data_address, "iot:Data": data_address})
             from .services import awslambda
-            sdk = {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{api_server.port}", "AWS_CA_BUNDLE": str(certs.ca_cert)}
+            sdk = {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{api_server.port}", "AWS_CA_BUNDLE": str(work_dir / "ca.pem")}
             self.runtime.credential_issuer = lambda spec: awslambda.execution_credentials(ctx, spec, sdk)
             for server in self._servers:
                 server.serve_in_thread()

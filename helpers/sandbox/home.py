@@ -125,3 +125,32 @@ def home_credentials(home: Path) -> Credential:
     finally:
         tmp.unlink(missing_ok=True)
     return read_credentials(home)
+
+
+def runtime_dir(home: Path) -> Path:
+    """Where the running sandbox unpacks function code: outside the home, owner-only, fresh at every start.
+
+    ``$XDG_RUNTIME_DIR`` (or the temporary directory) ``/iot-sandbox-UID/<hash of the home>``, so a
+    function's ``LAMBDA_TASK_ROOT`` has no path up into the home (its keys, database and
+    credentials), which the workers' jail also hides. Raises HomeError when the directory is
+    not this user's alone (someone else made it first).
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    base = Path(os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()) / f"iot-sandbox-{os.getuid()}"
+    try:
+        base.mkdir(mode=0o700, exist_ok=True)
+        st = base.lstat()
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise HomeError(f"{base} is not a directory of yours: remove it (someone else made it), then start "
+                            "the sandbox again.")
+        _chmod(base, 0o700)
+        target = base / hashlib.sha256(str(Path(home).resolve()).encode()).hexdigest()[:16]
+        shutil.rmtree(target, ignore_errors=True)  # code of a previous run: unpacked again from the database
+        target.mkdir(mode=0o700)
+    except OSError as exc:
+        raise HomeError(f"The sandbox cannot use {base} for function code ({exc.strerror}). Set TMPDIR to a "
+                        "directory of yours and start again.") from None
+    return target

@@ -62,6 +62,8 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
+from . import jail
+
 __all__ = ["FunctionSpec", "InvokeResult", "LambdaRuntime", "RuntimeUnavailable", "CodeZipError",
            "validate_code_zip", "PYTHON_RUNTIMES", "NODEJS_RUNTIMES"]
 
@@ -70,6 +72,7 @@ NODEJS_RUNTIMES = tuple(f"nodejs{major}.x" for major in range(14, 23, 2))
 _HERE = Path(__file__).resolve().parent
 PYTHON_WORKER = _HERE / "python_worker.py"
 NODE_WORKER = _HERE / "node_worker.js"
+JAIL = _HERE / "jail.py"
 #: Lambda's limit for a synchronous response ("... maximum allowed payload size (6291556 bytes).").
 MAX_RESPONSE_BYTES = 6291556
 #: How long to wait for the rest of a dead worker's output after killing its process group.
@@ -229,9 +232,23 @@ class _Worker:
             time.sleep(0.005)
 
     def signal_kill(self) -> None:
-        """SIGKILL the worker and everything it started (its process group). Safe from any thread."""
+        """SIGKILL the worker and everything it started, whatever session or group it moved to.
+
+        Safe from any thread. Its jail (``jail.py``) is PID 1's parent in a PID namespace
+        (killing it ends the namespace) or, without namespaces, a child subreaper that
+        keeps every orphan in its tree: the tree is killed first, then the group.
+        """
         with self.lock:
             if not self.reaped:
+                for _ in range(20):
+                    pids = jail.descendants(self.pid)
+                    if not pids:
+                        break
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -340,10 +357,15 @@ class LambdaRuntime:
     """Runs Lambda functions in warm worker processes. Thread-safe."""
 
     def __init__(self, work_dir: Path, node_path: str | None = _DETECT,  # type: ignore[assignment]
-                 python_path: str = sys.executable, max_workers_per_function: int = 4):
+                 python_path: str = sys.executable, max_workers_per_function: int = 4,
+                 hide: tuple[Path, ...] = (), namespaces: bool = True):
         self.work_dir = Path(work_dir)
         self.node_path = shutil.which("node") if node_path is _DETECT else node_path
         self.python_path = python_path
+        #: Directories a worker must not see (the sandbox home): hidden by its jail where namespaces exist.
+        self.hide = tuple(str(Path(p)) for p in hide)
+        #: Jail workers in user/mount/PID namespaces where the platform allows (False: subreaper only).
+        self.namespaces = namespaces
         self.max_workers = max(1, int(max_workers_per_function))
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], _Pool] = {}
@@ -492,7 +514,9 @@ class LambdaRuntime:
     def _spawn(self, spec: FunctionSpec, command: list[str], code_dir: Path, generation: int) -> _Worker:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         nonce = secrets.token_hex(8)
-        args = command + [str(child_end.fileno()), nonce, spec.handler, str(os.getpid())]
+        args = ([sys.executable, "-S", "-E", str(JAIL), str(os.getpid()),
+                 "1" if self.namespaces else "0", *self.hide, "--"] + command
+                + [str(child_end.fileno()), nonce, spec.handler, str(os.getpid())])
         env = self._environment(spec, code_dir)
         expires = None
         if self.credential_issuer is not None:
