@@ -182,3 +182,86 @@ def test_setsid_grandchild_dies_with_a_killed_sandbox(tmp_path):
         sandbox.stop(home)
         for pid in processes_with(token):
             os.kill(pid, signal.SIGKILL)
+
+
+# --- limits (item 7) -------------------------------------------------------------------------------------
+
+def _zip(entries) -> bytes:
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("lambda_function.py", "def lambda_handler(e, c):\n    return 1\n")
+        for entry in entries:
+            if isinstance(entry, zipfile.ZipInfo):
+                zf.writestr(entry, "target")
+            else:
+                zf.writestr(entry, "x")
+    return buf.getvalue()
+
+
+def _symlink_entry():
+    import stat
+    import zipfile
+    info = zipfile.ZipInfo("link")
+    info.external_attr = (stat.S_IFLNK | 0o777) << 16
+    return info
+
+
+@pytest.mark.parametrize("entries,words", [
+    (["a", "a/b"], "conflicts"),
+    (["a/b", "a"], "conflicts"),
+    (["same.txt", "same.txt"], "conflicts"),
+    (["../escape.py"], "outside"),
+    ([_symlink_entry()], "symbolic link"),
+], ids=["file-then-dir", "dir-then-file", "duplicate", "traversal", "symlink"])
+def test_unsafe_zip_entries_are_refused_at_create(deployer, entries, words):
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zipfile warns about the duplicate name we write on purpose
+        code = _zip(entries)
+    with pytest.raises(deployer.awslambda.exceptions.InvalidParameterValueException, match=words):
+        deployer.awslambda.create_function(FunctionName=f"bad-{uuid.uuid4().hex[:8]}", Runtime="python3.12",
+                                           Role=deployer.role(), Handler="lambda_function.lambda_handler",
+                                           Code={"ZipFile": code})
+
+
+def test_unzipped_size_limit_at_create(deployer):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("lambda_function.py", "def lambda_handler(e, c):\n    return 1\n")
+        with zf.open("padding.bin", "w", force_zip64=True) as fh:
+            chunk = b"\0" * (1 << 20)
+            for _ in range(251):
+                fh.write(chunk)
+    assert len(buf.getvalue()) < 1 << 20  # a small upload ...
+    with pytest.raises(deployer.awslambda.exceptions.InvalidParameterValueException,
+                       match="Unzipped size must be smaller than 262144000 bytes"):
+        deployer.awslambda.create_function(FunctionName=f"big-{uuid.uuid4().hex[:8]}", Runtime="python3.12",
+                                           Role=deployer.role(), Handler="lambda_function.lambda_handler",
+                                           Code={"ZipFile": buf.getvalue()})
+
+
+def test_long_output_is_split_into_events_of_at_most_256_kb(deployer, settings):
+    arn = deployer.function("def lambda_handler(event, context):\n    print('é' + 'x' * 600000 + 'END')\n",
+                            timeout=30)
+    deployer.awslambda.invoke(FunctionName=arn)
+    logs = settings.client("logs")
+    events = logs.filter_log_events(logGroupName=f"/aws/lambda/{arn.rsplit(':', 1)[1]}")["events"]
+    sizes = [len(e["message"].encode()) + 26 for e in events]
+    assert max(sizes) <= 256 * 1024
+    text = "".join(e["message"] for e in events if "RequestId" not in e["message"])
+    assert text == "é" + "x" * 600000 + "END"
+
+
+def test_concurrent_invocations_run_at_once_up_to_the_limit(deployer):
+    """10 invocations of a 2 s handler all run at the same time (each in its own worker)."""
+    import concurrent.futures
+    source = "import time\ndef lambda_handler(event, context):\n    s = time.time(); time.sleep(2); return [s, time.time()]\n"
+    arn = deployer.function(source, timeout=30)
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        spans = list(pool.map(lambda _: json.loads(deployer.awslambda.invoke(FunctionName=arn)["Payload"].read()),
+                              range(10)))
+    assert max(start for start, _ in spans) < min(end for _, end in spans)  # every run overlaps every other

@@ -40,6 +40,10 @@ RUNTIME_FILE = "sandbox.json"
 LOCK_FILE = "sandbox.lock"
 DB_FILE = "state.sqlite3"
 LOG_FILE = "sandbox.log"
+#: Concurrent invocations of one function that run at once (each in its own worker process); further
+#: ones wait for a free worker. AWS's new accounts start with reduced concurrency; 10 keeps a classroom
+#: laptop responsive (README: limits).
+LAMBDA_CONCURRENCY = 10
 
 
 class SandboxError(Exception):
@@ -163,7 +167,7 @@ class Sandbox:
                 work_dir = homes.runtime_dir(self.home)
             except homes.HomeError as exc:
                 raise SandboxError(str(exc)) from None
-            self.runtime = LambdaRuntime(work_dir, hide=(self.home,))
+            self.runtime = LambdaRuntime(work_dir, hide=(self.home,), max_workers_per_function=LAMBDA_CONCURRENCY)
             shutil.copyfile(certs.ca_cert, work_dir / "ca.pem")  # public: lets handlers' SDKs trust the sandbox
             ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home,
                                credentials=sigv4.CredentialStore(credentials))

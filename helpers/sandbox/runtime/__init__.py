@@ -113,21 +113,47 @@ class CodeZipError(ValueError):
     """The uploaded code is not a zip the sandbox can unpack safely."""
 
 
-def validate_code_zip(code_zip: bytes) -> None:
-    """Raise :class:`CodeZipError` unless ``code_zip`` is a readable zip with only safe paths.
+#: Lambda's deployment package limit: "250 MB (unzipped)", as the bytes its error message names.
+MAX_UNZIPPED_BYTES = 262144000
 
-    The Lambda service can call this at CreateFunction/UpdateFunctionCode and
-    answer ``InvalidParameterValueException`` with the message.
+
+def validate_code_zip(code_zip: bytes) -> None:
+    """Raise :class:`CodeZipError` unless ``code_zip`` is a zip the sandbox can unpack safely and fully.
+
+    Refused: unreadable zips; entries with absolute paths or ``..``; symbolic links;
+    entries that conflict (the same path twice, or a file where another entry needs a
+    directory, like ``a`` then ``a/b``); more than 250 MB unzipped (Lambda's limit,
+    counted from the sizes the entries declare). The Lambda service calls this at
+    CreateFunction/UpdateFunctionCode and answers ``InvalidParameterValueException``.
     """
     try:
         with zipfile.ZipFile(BytesIO(code_zip)) as zf:
-            for info in zf.infolist():
-                _check_member(info.filename)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        if isinstance(exc, CodeZipError):
-            raise
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
         raise CodeZipError("Could not unzip uploaded file. Please check your file, then try to upload again.") \
             from None
+    total = 0
+    files: set[str] = set()
+    dirs: set[str] = set()
+    for info in infos:
+        _check_member(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise CodeZipError(f"Could not unzip uploaded file: the entry {info.filename!r} is a symbolic link, "
+                               "which the sandbox does not unpack. Zip the file itself (zip without -y).")
+        total += info.file_size
+        parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
+        path = "/".join(parts)
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        is_dir = info.is_dir()
+        clash = (path in files or (not is_dir and path in dirs) or (parents & files))
+        if clash:
+            raise CodeZipError(f"Could not unzip uploaded file: the entry {info.filename!r} conflicts with another "
+                               "entry of the same path (a file and a directory, or the same file twice). Zip each "
+                               "path once.")
+        dirs |= parents
+        (dirs if is_dir else files).add(path)
+    if total > MAX_UNZIPPED_BYTES:
+        raise CodeZipError(f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes")
 
 
 def _check_member(name: str) -> None:

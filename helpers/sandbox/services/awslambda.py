@@ -518,12 +518,33 @@ def update_function_code(req: core.Request, ctx: core.Context, FunctionName: str
 
 # --- invocation -----------------------------------------------------------------------------
 
+#: CloudWatch Logs' event limit: 256 KB, counted as the UTF-8 message plus 26 bytes
+#: (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html).
+MAX_LOG_EVENT_BYTES = 256 * 1024 - 26
+
+
+def _chunks(line: str, limit: int = MAX_LOG_EVENT_BYTES) -> list[str]:
+    """``line`` cut into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = line.encode("utf-8")
+    if len(data) <= limit:
+        return [line]
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # a continuation byte: back off to a boundary
+            end -= 1
+        pieces.append(data[start:end].decode("utf-8"))
+        start = end
+    return pieces
+
+
 def _log_events(result: InvokeResult, started_ms: int, ended_ms: int) -> list[tuple[int, str]]:
+    """The invocation's log as CloudWatch events: one per line, long lines split into events of at most 256 KB."""
     lines = [line for line in result.log.splitlines() if line.strip()]
     events = []
     for line in lines:
         late = line.startswith(("END RequestId", "REPORT RequestId"))
-        events.append((ended_ms if late else started_ms, line))
+        events.extend((ended_ms if late else started_ms, piece) for piece in _chunks(line))
     return events
 
 
