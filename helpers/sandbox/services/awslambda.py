@@ -572,9 +572,29 @@ def invoke_function(ctx: core.Context, spec: FunctionSpec, payload: bytes, *,
     ended = time.time()
     if ctx.logs is not None:
         events = _log_events(result, int(started * 1000), int(ended * 1000))
-        if events:
-            ctx.logs.put_events(group=f"/aws/lambda/{spec.name}", stream=_log_stream(spec, started), events=events)
+        group, stream = f"/aws/lambda/{spec.name}", _log_stream(spec, started)
+        if events and _may_write_logs(ctx, spec, group, stream):
+            ctx.logs.put_events(group=group, stream=stream, events=events)
     return result
+
+
+def _may_write_logs(ctx: core.Context, spec: FunctionSpec, group: str, stream: str) -> bool:
+    """Whether the execution role lets Lambda write this invocation's log, as on AWS.
+
+    Lambda writes with the role's permissions: ``logs:CreateLogStream`` and
+    ``logs:PutLogEvents`` on the stream, and ``logs:CreateLogGroup`` while the group
+    does not exist (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html).
+    A role without them (no AWSLambdaBasicExecutionRole) gets no logs at all.
+    """
+    if not spec.role:
+        return True  # a spec built outside the Lambda service (tests of the runtime)
+    base = f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{group}"
+    stream_arn = f"{base}:log-stream:{stream}"
+    if not (iam.role_allows(ctx, spec.role, "logs:CreateLogStream", stream_arn)
+            and iam.role_allows(ctx, spec.role, "logs:PutLogEvents", stream_arn)):
+        return False
+    exists = getattr(ctx.logs, "group_exists", None)
+    return (exists is not None and exists(group)) or iam.role_allows(ctx, spec.role, "logs:CreateLogGroup", f"{base}:*")
 
 
 def _invoke_in_background(ctx: core.Context, spec: FunctionSpec, payload: bytes) -> None:
