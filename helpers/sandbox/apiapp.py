@@ -32,13 +32,16 @@ class ApiApp:
         module = None
         try:
             scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, self.credentials)
+            if scope.region not in core.REGIONS:  # AWS's words for a scope naming no region it has
+                raise sigv4.SignatureError("scope", f"Credential should be scoped to a valid region, not "
+                                           f"'{scope.region}'.", scope.service)
             module = self.by_name.get(scope.service)
             if module is None:
                 raise AwsError("UnknownServiceException",
                                f"The sandbox does not serve the '{scope.service}' service. It serves: "
                                f"{', '.join(sorted(self.by_name))}.", 400)
             req.service, req.region, req.credential = scope.service, scope.region, scope.credential
-            return module.handle(req, self.ctx)
+            return module.handle(req, self.ctx.in_region(scope.region))
         except sigv4.SignatureError as err:
             module = module or self.by_name.get(err.service)
             protocol = module.PROTOCOL if module else "rest-json"

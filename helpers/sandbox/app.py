@@ -173,6 +173,8 @@ class Sandbox:
                                credentials=sigv4.CredentialStore(credentials))
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
             ctx.logs = LogSink(self._log_store)
+            ctx.iam_store = self.store
+            ctx.regions = RegionContexts(self.home, ctx, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
             self.ctx = ctx
             self.broker = self._start_broker()
             data_server = _bind(("127.0.0.1", self.data_port), DataApp(ctx, self.broker), ssl_context,
@@ -231,6 +233,8 @@ class Sandbox:
         if self.broker is not None:
             self.broker.stop()
             self.broker = None
+        if self.ctx is not None and self.ctx.regions is not None:
+            self.ctx.regions.close()
         if self.ctx is not None and self.ctx.logs is not None:
             self.ctx.logs.close()
             self._log_store.close()
@@ -253,3 +257,41 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+class RegionContexts:
+    """The sandbox's other regions: each its own database (``state-REGION.sqlite3``) and log writer,
+    sharing IAM (global), the credentials, the Lambda runtime and the endpoints. Made on first use."""
+
+    def __init__(self, home: Path, base: core.Context, schemas: list[str]):
+        self.home, self.base, self.schemas = home, base, schemas
+        self._lock = threading.Lock()
+        self._contexts: dict[str, core.Context] = {}
+        self._stores: list[Store] = []
+
+    def get(self, region: str) -> core.Context:
+        if region == self.base.region:
+            return self.base
+        if region not in core.REGIONS:
+            raise core.AwsError("UnrecognizedClientException", f"{region!r} is not an AWS region.", 403)
+        with self._lock:
+            ctx = self._contexts.get(region)
+            if ctx is None:
+                path = self.home / f"state-{region}.sqlite3"
+                store = open_store(path, self.schemas)
+                log_store = Store(path)
+                self._stores += [store, log_store]
+                b = self.base
+                ctx = core.Context(store=store, runtime=b.runtime, account_id=b.account_id, region=region,
+                                   endpoints=b.endpoints, home=b.home, logs=LogSink(log_store),
+                                   credentials=b.credentials, iam_store=b.iam_store or b.store, regions=self)
+                self._contexts[region] = ctx
+            return ctx
+
+    def close(self) -> None:
+        with self._lock:
+            for ctx in self._contexts.values():
+                ctx.logs.close()
+            for store in self._stores:
+                store.close()
+            self._contexts, self._stores = {}, []

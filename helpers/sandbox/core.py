@@ -36,8 +36,18 @@ from urllib.parse import parse_qs, unquote
 # --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
 #: AWS's own documentation example account id: never a real account.
 ACCOUNT_ID = "123456789012"
-#: The tutorial's region.
+#: The tutorial's region: the sandbox's default (what Settings export, and the data endpoint's ``localhost``).
 REGION = "us-west-2"
+
+
+def _aws_regions() -> tuple[str, ...]:
+    from botocore.loaders import Loader
+    partitions = Loader().load_data("endpoints")["partitions"]
+    return tuple(sorted(r for p in partitions if p["partition"] == "aws" for r in p["regions"]))
+
+
+#: The commercial AWS regions (botocore's endpoint data): a credential scope must name one of them.
+REGIONS = _aws_regions()
 #: Generated access key ids look like this (``SANDBOX`` + 13 of [A-Z0-9], 20 characters like AWS's),
 #: so tools can tell a sandbox key from an AWS one. Each home has its own (``app.home_credentials``).
 ACCESS_KEY_ID_RE = re.compile(r"^SANDBOX[A-Z0-9]{13}$")
@@ -228,3 +238,15 @@ class Context:
     home: Any = None
     logs: Any = None
     credentials: Any = None
+    #: IAM is global: its tables live in the default region's database, whichever region a request names.
+    iam_store: Any = None
+    #: ``region -> Context`` for the other regions (``RegionContexts``), shared by all of them; None: one region.
+    regions: Any = None
+
+    def in_region(self, region: str | None) -> "Context":
+        """This sandbox's context for ``region`` (None: this one). Each region has its own resources."""
+        if region is None or region == self.region:
+            return self
+        if self.regions is None:
+            raise AwsError("UnrecognizedClientException", f"This sandbox context serves only {self.region}.", 403)
+        return self.regions.get(region)

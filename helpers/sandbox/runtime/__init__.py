@@ -431,7 +431,7 @@ class LambdaRuntime:
     def discard(self, function_name: str) -> None:
         """Kill the function's idle workers now, and its busy ones when their invoke ends."""
         with self._lock:
-            pools = [p for (name, _), p in self._pools.items() if name == function_name]
+            pools = [p for (name, *_), p in self._pools.items() if name == function_name]
         for pool in pools:
             with pool.cond:
                 pool.generation += 1
@@ -485,7 +485,7 @@ class LambdaRuntime:
         with self._lock:
             if self._closed:
                 raise RuntimeUnavailable("The sandbox's Lambda runtime has been shut down; start a new sandbox.")
-            key = (spec.name, spec.version)
+            key = (spec.name, spec.region, spec.version)
             pool = self._pools.get(key)
             if pool is None:
                 pool = self._pools[key] = _Pool(self.max_workers)

@@ -77,6 +77,11 @@ POLICY_ARN_RE = re.compile(r"arn:aws:iam::(aws|\d{12}):policy((?:/[\w+=,.@-]+)*)
 TAG_RE = re.compile(r"[\w\s.:/=+\-@]*")
 
 
+def _db(ctx: core.Context):
+    """IAM's store: global, the same whichever region the request's scope names."""
+    return ctx.iam_store if ctx.iam_store is not None else ctx.store
+
+
 # --- AWS managed policies (data) -----------------------------------------------------------
 
 def _load_managed() -> dict[str, dict[str, Any]]:
@@ -97,10 +102,10 @@ def managed_policy(arn: str) -> dict[str, Any] | None:
 
 def role_policies(ctx: core.Context, role_arn: str) -> list[dict[str, Any]]:
     """The documents of the policies attached to the role ``role_arn`` (none when there is no such role)."""
-    row = ctx.store.one("SELECT name FROM iam_roles WHERE arn = ?", (role_arn,))
+    row = _db(ctx).one("SELECT name FROM iam_roles WHERE arn = ?", (role_arn,))
     if row is None:
         return []
-    arns = [r["policy_arn"] for r in ctx.store.all(
+    arns = [r["policy_arn"] for r in _db(ctx).all(
         "SELECT policy_arn FROM iam_role_policies WHERE role_name = ? ORDER BY seq", (row["name"],))]
     return [MANAGED_POLICIES[a]["Document"] for a in arns if a in MANAGED_POLICIES]
 
@@ -113,7 +118,7 @@ def role_allows(ctx: core.Context, role_arn: str, action: str, resource: str) ->
 
 def role_by_arn(ctx: core.Context, arn: str) -> dict[str, Any] | None:
     """The role whose ARN is ``arn`` (as a dict of GetRole's members), or None."""
-    row = ctx.store.one("SELECT * FROM iam_roles WHERE arn = ?", (arn,))
+    row = _db(ctx).one("SELECT * FROM iam_roles WHERE arn = ?", (arn,))
     return _role_doc(row, decode_policy=True) if row else None
 
 
@@ -181,7 +186,7 @@ def _role_doc(row: Any, decode_policy: bool = False) -> dict[str, Any]:
 
 
 def _get_row(ctx: core.Context, name: str) -> Any:
-    row = ctx.store.one("SELECT * FROM iam_roles WHERE name = ?", (name,))
+    row = _db(ctx).one("SELECT * FROM iam_roles WHERE name = ?", (name,))
     if row is None:
         raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
     return row
@@ -249,7 +254,7 @@ def create_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
     _check_policy_document(policy)
     role_id = "AROA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(17))
     arn = f"arn:aws:iam::{ctx.account_id}:role{path}{name}"
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("EntityAlreadyExists", f"Role with name {name} already exists.", 409)
         db.execute("INSERT INTO iam_roles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -265,7 +270,7 @@ def get_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core
 
 def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if not db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
         if db.execute("SELECT 1 FROM iam_role_policies WHERE role_name = ?", (name,)).fetchone():
@@ -277,7 +282,7 @@ def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
 def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         row = db.execute("SELECT name FROM iam_roles WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
@@ -288,7 +293,7 @@ def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str
 def detach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if not db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
         gone = db.execute("DELETE FROM iam_role_policies WHERE role_name = ? AND policy_arn = ?", (name, arn)).rowcount
@@ -313,7 +318,7 @@ def list_attached_role_policies(req: core.Request, ctx: core.Context, form: dict
         except ValueError:
             raise core.AwsError("InvalidInput", "Invalid Marker: pass the Marker value of the previous response.", 400) from None
     prefix = form.get("PathPrefix", "/")
-    rows = ctx.store.all("SELECT seq, policy_arn FROM iam_role_policies WHERE role_name = ? AND seq > ? ORDER BY seq",
+    rows = _db(ctx).all("SELECT seq, policy_arn FROM iam_role_policies WHERE role_name = ? AND seq > ? ORDER BY seq",
                          (name, after))
     matching = []
     for row in rows:
