@@ -154,7 +154,7 @@ CALLER = textwrap.dedent("""
 
 
 def test_handler_gets_its_role_temporary_credentials_not_the_sandbox_key(deployer, settings, sandbox_home):
-    arn = deployer.function(CALLER, timeout=30)
+    arn = deployer.function(CALLER, timeout=30, runtime=f"python3.{sys.version_info.minor}")
     out = json.loads(deployer.awslambda.invoke(FunctionName=arn)["Payload"].read())
     assert out["key"].startswith("ASIA") and len(out["key"]) == 20 and out["token"]
     assert out["key"] != settings.access_key_id

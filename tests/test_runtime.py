@@ -570,3 +570,20 @@ def test_large_output_and_payload(rt):
     assert len(body) == 20000 and body[-1].startswith("line 19999 ")
     too_big = error_doc(call(rt, spec, {"size": 7_000_000}))
     assert too_big["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_python_runtime_uses_that_interpreter_or_says_which_it_used(rt):
+    """A python3.X function runs under python3.X when the machine has it; otherwise its log says so, once."""
+    source = {"lambda_function.py": "import sys\ndef lambda_handler(event, context):\n"
+                                    "    return '%d.%d' % sys.version_info[:2]\n"}
+    for minor in (8, 9, 10, 11, 12, 13):
+        runtime = f"python3.{minor}"
+        spec = make_spec("", name=f"py{minor}", runtime=runtime, sha=f"sha-py{minor}", extra=source)
+        first, second = call(rt, spec, {}), call(rt, spec, {})
+        ran = json.loads(first.payload)
+        note = "[sandbox] python3.%d is not installed on this machine" % minor
+        if ran == f"3.{minor}":
+            assert note not in first.log
+        else:
+            assert ran == "%d.%d" % sys.version_info[:2]
+            assert first.log.count(note) == 1 and note not in second.log

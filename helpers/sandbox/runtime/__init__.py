@@ -226,6 +226,7 @@ class _Worker:
         self.reaped = False
         self.peak_mb = 0  # Max Memory Used, as last reported
         self.credentials_expire: float | None = None  # when the role credentials in its environment expire
+        self.note: str | None = None  # one line for the first invocation's log (e.g. a substituted interpreter)
         self.poller = select.poll()
         self.poller.register(self.sock_fd, select.POLLIN)
         self.poller.register(self.log_fd, select.POLLIN)
@@ -388,6 +389,7 @@ class LambdaRuntime:
         self.work_dir = Path(work_dir)
         self.node_path = shutil.which("node") if node_path is _DETECT else node_path
         self.python_path = python_path
+        self._interpreters: dict[str, str | None] = {}
         #: Directories a worker must not see (the sandbox home): hidden by its jail where namespaces exist.
         self.hide = tuple(str(Path(p)) for p in hide)
         #: Jail workers in user/mount/PID namespaces where the platform allows (False: subreaper only).
@@ -469,7 +471,7 @@ class LambdaRuntime:
 
     def _command(self, spec: FunctionSpec) -> list[str]:
         if spec.runtime in PYTHON_RUNTIMES or re.fullmatch(r"python3\.\d+", spec.runtime):
-            return [self.python_path, "-u", str(PYTHON_WORKER)]
+            return [self._python_for(spec.runtime)[0], "-u", str(PYTHON_WORKER)]
         if spec.runtime.startswith("nodejs"):
             if not self.node_path:
                 raise RuntimeUnavailable(
@@ -480,6 +482,28 @@ class LambdaRuntime:
         raise RuntimeUnavailable(
             f"Function {spec.name} uses the runtime {spec.runtime!r}, which the sandbox cannot run: use one of "
             f"{', '.join(PYTHON_RUNTIMES + NODEJS_RUNTIMES)}")
+
+    def _python_for(self, runtime: str) -> tuple[str, str | None]:
+        """(interpreter, note): the machine's ``python3.X`` for a ``python3.X`` function when it has one,
+        else the sandbox's own, with the one log line that says so."""
+        own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        if runtime == own or self.python_path != sys.executable:
+            return self.python_path, None
+        found = self._interpreters.get(runtime, _DETECT)
+        if found is _DETECT:  # look once: is there a working python3.X (a pyenv shim may name one it lacks)?
+            found = shutil.which(runtime)
+            if found:
+                try:
+                    out = subprocess.run([found, "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                         capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+                    found = found if out.returncode == 0 and out.stdout.strip() == runtime[len("python"):] else None
+                except (OSError, subprocess.TimeoutExpired):
+                    found = None
+            self._interpreters[runtime] = found
+        if found:
+            return found, None
+        return self.python_path, (f"[sandbox] {runtime} is not installed on this machine: this function runs under "
+                                  f"the sandbox's Python {sys.version.split()[0]}.")
 
     def _pool(self, spec: FunctionSpec) -> _Pool:
         with self._lock:
@@ -566,6 +590,7 @@ class LambdaRuntime:
             child_end.close()
         worker = _Worker(proc, parent_end, nonce, generation)
         worker.credentials_expire = expires
+        worker.note = self._python_for(spec.runtime)[1] if spec.runtime.startswith("python") else None
         with self._lock:
             self._workers.add(worker)
             closed = self._closed
@@ -680,6 +705,8 @@ class LambdaRuntime:
     def _log(self, worker: _Worker, spec: FunctionSpec, request_id: str, duration: float, memory: int,
              extra: str = "", init: float | None = None, status: str = "") -> str:
         before, during = worker.cut_log(request_id)
+        if worker.note:
+            before, worker.note = f"{worker.note}\n{before}", None
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
                   f"Billed Duration: {max(1, math.ceil(duration))} ms\tMemory Size: {spec.memory_size} MB\t"
                   f"Max Memory Used: {memory} MB")
