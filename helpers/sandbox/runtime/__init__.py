@@ -103,6 +103,9 @@ class InvokeResult:
     log: str
     duration_ms: float
     request_id: str
+    #: Platform lines for the log group only, not the Tail (like Lambda's INIT_START), e.g. which
+    #: interpreter ran a python3.X function the machine lacks.
+    init_log: str = ""
 
 
 class RuntimeUnavailable(Exception):
@@ -426,6 +429,8 @@ class LambdaRuntime:
             if worker is None:
                 worker = self._spawn(spec, command, code_dir, generation)
             result, keep = self._exchange(worker, spec, payload or b"{}", request_id, limit)
+            if worker.note:  # the first invocation of this worker carries its platform note
+                result.init_log, worker.note = worker.note + "\n", None
             return result
         finally:
             self._release(pool, worker, keep)
@@ -705,8 +710,6 @@ class LambdaRuntime:
     def _log(self, worker: _Worker, spec: FunctionSpec, request_id: str, duration: float, memory: int,
              extra: str = "", init: float | None = None, status: str = "") -> str:
         before, during = worker.cut_log(request_id)
-        if worker.note:
-            before, worker.note = f"{worker.note}\n{before}", None
         report = (f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\t"
                   f"Billed Duration: {max(1, math.ceil(duration))} ms\tMemory Size: {spec.memory_size} MB\t"
                   f"Max Memory Used: {memory} MB")

@@ -540,7 +540,7 @@ def _chunks(line: str, limit: int = MAX_LOG_EVENT_BYTES) -> list[str]:
 
 def _log_events(result: InvokeResult, started_ms: int, ended_ms: int) -> list[tuple[int, str]]:
     """The invocation's log as CloudWatch events: one per line, long lines split into events of at most 256 KB."""
-    lines = [line for line in result.log.splitlines() if line.strip()]
+    lines = [line for line in (result.init_log + result.log).splitlines() if line.strip()]
     events = []
     for line in lines:
         late = line.startswith(("END RequestId", "REPORT RequestId"))
