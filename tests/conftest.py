@@ -14,6 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from helpers import sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 TRUST_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
@@ -62,6 +63,8 @@ class Deployer:
         if self.role_arn is None:
             name = f"role-{uuid.uuid4().hex[:8]}"
             self.role_arn = self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_LAMBDA)["Role"]["Arn"]
+            # as on AWS, the function's logs are written only when its role allows it
+            self.iam.attach_role_policy(RoleName=name, PolicyArn=BASIC_EXECUTION)
         return self.role_arn
 
     def function(self, source: str, runtime: str = "python3.12", timeout: int = 3,

@@ -166,12 +166,18 @@ def test_presigned_url_shape_and_session_token_appended_after_signing():
     assert "X-Amz-Credential=AKIDEXAMPLE%2F20240506%2Fus-west-2%2Fiotdevicegateway%2Faws4_request" in parts.query
     assert dict(params)["X-Amz-Date"] == "20240506T070809Z"
     assert parts.query.endswith("&X-Amz-Security-Token=tok%2Fen%2B%3D%3D")
-    # The token is not signed: the signature verifies with the token removed or changed.
+    # The token is not signed, but it is checked: the URL verifies for temporary credentials with that token,
+    # not with another token, not without one, and a long-term key never comes with one.
+    temporary = sigv4.Credential("AKIDEXAMPLE", "secret", session_token="tok/en+==")
     verify = dict(method="GET", raw_path="/mqtt", headers={"host": "abc-ats.iot.us-west-2.amazonaws.com"},
-                  credentials={"AKIDEXAMPLE": "secret"}, service="iotdevicegateway", now=NOW)
+                  credentials={"AKIDEXAMPLE": temporary}, service="iotdevicegateway", now=NOW)
     assert sigv4.verify_presigned(raw_query=parts.query, **verify).region == "us-west-2"
     no_token = parts.query.rsplit("&X-Amz-Security-Token=", 1)[0]
-    assert sigv4.verify_presigned(raw_query=no_token + "&X-Amz-Security-Token=other", **verify)
+    for query in (no_token + "&X-Amz-Security-Token=other", no_token):
+        with pytest.raises(sigv4.SignatureError, match="security token included in the request is invalid"):
+            sigv4.verify_presigned(raw_query=query, **verify)
+    with pytest.raises(sigv4.SignatureError, match="security token included in the request is invalid"):
+        sigv4.verify_presigned(raw_query=parts.query, **{**verify, "credentials": {"AKIDEXAMPLE": "secret"}})
     # ... and the host is signed: another host does not verify.
     with pytest.raises(sigv4.SignatureError):
         sigv4.verify_presigned(raw_query=parts.query, **{**verify, "headers": {"host": "evil.example.com"}})
@@ -196,7 +202,7 @@ def test_presigned_expiry_window():
     assert sigv4.verify_presigned(now=NOW + dt.timedelta(seconds=59), **kw)
     with pytest.raises(sigv4.SignatureError, match="expired"):
         sigv4.verify_presigned(now=NOW + dt.timedelta(seconds=61), **kw)
-    with pytest.raises(sigv4.SignatureError, match="not valid yet"):
+    with pytest.raises(sigv4.SignatureError, match="Signature not yet current"):
         sigv4.verify_presigned(now=NOW - dt.timedelta(minutes=16), **kw)
 
 

@@ -87,7 +87,7 @@ def process_gone(pid: int, within: float = 2.0) -> bool:
 
 @pytest.fixture
 def rt(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda")
+    runtime = LambdaRuntime(tmp_path / "lambda", namespaces=False)
     yield runtime
     runtime.shutdown()
     assert children_of(os.getpid()) == [], "workers left running after shutdown()"
@@ -348,7 +348,7 @@ def test_concurrent_invokes_use_separate_workers(rt):
 
 
 def test_concurrency_limit_waits_for_a_free_worker(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda", max_workers_per_function=2)
+    runtime = LambdaRuntime(tmp_path / "lambda", max_workers_per_function=2, namespaces=False)
     try:
         spec = make_spec()
         pids: list[int] = []
@@ -497,7 +497,7 @@ def test_node_esm_module(rt):
 
 
 def test_node_missing_raises_runtime_unavailable(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda", node_path=None)
+    runtime = LambdaRuntime(tmp_path / "lambda", node_path=None, namespaces=False)
     try:
         with pytest.raises(RuntimeUnavailable, match="Node.js, which is not installed.*apt-get install nodejs"):
             runtime.invoke(node_spec(), b"{}")
@@ -508,7 +508,7 @@ def test_node_missing_raises_runtime_unavailable(tmp_path):
 # --- lifecycle -------------------------------------------------------------------------------
 
 def test_shutdown_kills_idle_and_busy_workers(tmp_path):
-    runtime = LambdaRuntime(tmp_path / "lambda")
+    runtime = LambdaRuntime(tmp_path / "lambda", namespaces=False)
     spec = make_spec()
     idle_pid = json.loads(call(runtime, make_spec(name="idle-fn"), {"action": "pid"}).payload)
     busy: list[InvokeResult] = []
@@ -531,7 +531,7 @@ ORPHAN_SCRIPT = textwrap.dedent("""
     from pathlib import Path
     from helpers.sandbox.runtime import FunctionSpec, LambdaRuntime
     code = Path(sys.argv[1]).read_bytes()
-    rt = LambdaRuntime(Path(sys.argv[2]))
+    rt = LambdaRuntime(Path(sys.argv[2]), namespaces=False)
     pids = []
     for runtime, handler in json.loads(sys.argv[3]):
         spec = FunctionSpec(runtime, "arn", runtime, handler, "sha-" + runtime, code)
@@ -570,3 +570,21 @@ def test_large_output_and_payload(rt):
     assert len(body) == 20000 and body[-1].startswith("line 19999 ")
     too_big = error_doc(call(rt, spec, {"size": 7_000_000}))
     assert too_big["errorType"] == "Function.ResponseSizeTooLarge"
+
+
+def test_python_runtime_uses_that_interpreter_or_says_which_it_used(rt):
+    """A python3.X function runs under python3.X when the machine has it; otherwise its log says so, once."""
+    source = {"lambda_function.py": "import sys\ndef lambda_handler(event, context):\n"
+                                    "    return '%d.%d' % sys.version_info[:2]\n"}
+    for minor in (8, 9, 10, 11, 12, 13):
+        runtime = f"python3.{minor}"
+        spec = make_spec("", name=f"py{minor}", runtime=runtime, sha=f"sha-py{minor}", extra=source)
+        first, second = call(rt, spec, {}), call(rt, spec, {})
+        ran = json.loads(first.payload)
+        note = "[sandbox] python3.%d is not installed on this machine" % minor
+        if ran == f"3.{minor}":
+            assert note not in first.init_log
+        else:
+            assert ran == "%d.%d" % sys.version_info[:2]
+            assert first.init_log.count(note) == 1 and note not in second.init_log
+            assert note not in first.log  # the Tail shows the function's own log only, as on Lambda

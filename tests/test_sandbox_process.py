@@ -126,3 +126,128 @@ def test_stop_ends_the_process(home):
     assert not alive(settings.pid)
     assert cli("status", home=home).returncode == 3
     assert cli("stop", home=home).stdout.startswith("no sandbox was running")
+
+
+# --- credentials of its own per home (issue 8 item 1) ---------------------------------------------------
+
+def _exports(stdout: str) -> dict[str, str]:
+    import shlex
+    return {k: shlex.split(v)[0] for k, v in (line.removeprefix("export ").split("=", 1)
+                                             for line in stdout.splitlines() if line.startswith("export "))}
+
+
+def test_each_home_has_its_own_random_key_pair_and_accepts_nothing_else(tmp_path):
+    import re
+    homes = [tmp_path / "a", tmp_path / "b"]
+    try:
+        exports = []
+        for h in homes:
+            result = cli("start", home=h)
+            assert result.returncode == 0, result.stderr
+            exports.append(_exports(result.stdout))
+            assert oct((h / "credentials.json").stat().st_mode & 0o777) == "0o600"
+        for e in exports:
+            assert re.fullmatch(r"SANDBOX[A-Z0-9]{13}", e["AWS_ACCESS_KEY_ID"])
+            assert len(e["AWS_SECRET_ACCESS_KEY"]) >= 40
+        assert exports[0]["AWS_ACCESS_KEY_ID"] != exports[1]["AWS_ACCESS_KEY_ID"]
+        assert exports[0]["AWS_SECRET_ACCESS_KEY"] != exports[1]["AWS_SECRET_ACCESS_KEY"]
+        a, b = (sandbox.status(h) for h in homes)
+        # a's keys do not open b, nor does the key pair the sandbox used to publish for every home
+        for key, secret in ((a.access_key_id, a.secret_access_key),
+                            ("SANDBOXLOCALKEYID001", "sandbox-local-secret-not-an-aws-credential")):
+            other = b.session().client("iot", endpoint_url=b.endpoint_url, verify=str(b.ca_bundle),
+                                       aws_access_key_id=key, aws_secret_access_key=secret)
+            with pytest.raises(botocore.exceptions.ClientError) as info:
+                other.list_authorizers()
+            assert info.value.response["Error"]["Code"] == "UnrecognizedClientException"
+        # the pair survives a restart: exported settings stay valid
+        assert cli("stop", home=homes[0]).returncode == 0
+        again = cli("start", home=homes[0])
+        assert _exports(again.stdout)["AWS_SECRET_ACCESS_KEY"] == exports[0]["AWS_SECRET_ACCESS_KEY"]
+        assert "secret" not in repr(sandbox.status(homes[0])).lower().replace("secret_access_key", "")
+    finally:
+        for h in homes:
+            sandbox.stop(h)
+
+
+def test_caller_identity_is_the_learner_for_the_home_key(home):
+    settings = sandbox.ensure_running(home)
+    identity = settings.client("sts").get_caller_identity()
+    assert identity["Arn"] == f"arn:aws:iam::{sandbox.ACCOUNT_ID}:user/sandbox-learner"
+
+
+# --- isolation on disk (item 8) --------------------------------------------------------------------------
+
+def _modes(h: Path) -> dict[str, str]:
+    return {str(p.relative_to(h)): oct(p.stat().st_mode & 0o777) for p in [h, *h.rglob("*")] if not p.is_symlink()}
+
+
+def test_home_is_owner_only_and_an_existing_open_home_is_fixed_at_start(home):
+    home.mkdir(mode=0o755)
+    os.chmod(home, 0o755)
+    (home / "sandbox.log").write_text("old log\n")
+    os.chmod(home / "sandbox.log", 0o644)
+    settings = sandbox.ensure_running(home)
+    settings.client("iam").create_role(RoleName="r", AssumeRolePolicyDocument='{"Statement":[]}')
+    modes = _modes(home)
+    assert modes["."] == "0o700"
+    loose = {name: mode for name, mode in modes.items()
+             if name != "." and mode not in ("0o600", "0o700")}
+    assert loose == {}, loose
+    for name in ("state.sqlite3", "state.sqlite3-wal", "sandbox.log", "credentials.json"):
+        assert modes[name] == "0o600", (name, modes)
+
+
+# --- process faults (item 9) ----------------------------------------------------------------------------
+
+def _one_clear_line(result, *words):
+    assert result.returncode == 1, result
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("#")]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+def test_corrupt_or_truncated_database_is_one_clear_line_and_is_kept(home):
+    sandbox.ensure_running(home).client("iam").create_role(RoleName="keep", AssumeRolePolicyDocument='{"Statement":[]}')
+    sandbox.stop(home)
+    db = home / "state.sqlite3"
+    data = db.read_bytes()
+    for broken in (b"this is not a database" * 200, data[: len(data) // 2]):
+        db.write_bytes(broken)
+        (home / "state.sqlite3-wal").unlink(missing_ok=True)
+        result = cli("start", home=home)
+        _one_clear_line(result, str(db), "damaged", "mv ")
+        assert db.read_bytes() == broken  # never reset: the learner's data stays for inspection
+
+
+def test_unwritable_home_is_one_clear_line(tmp_path):
+    if os.geteuid() == 0:
+        target = tmp_path / "file-not-dir"
+        target.write_text("")
+        result = cli("start", home=target / "home")  # root can write anywhere: a path under a file cannot be made
+    else:
+        locked = tmp_path / "locked"
+        locked.mkdir()
+        os.chmod(locked, 0o500)
+        result = cli("start", home=locked / "home")
+    _one_clear_line(result, "home", "--state-dir")
+
+
+def test_taken_port_is_one_clear_line(home):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = cli("start", "--port", str(port), home=home)
+    _one_clear_line(result, f"Port {port}", "--port")
+
+
+def test_two_starts_at_once_both_succeed_with_the_same_settings(home):
+    procs = [subprocess.Popen([sys.executable, "-m", "helpers.sandbox", "start", "--state-dir", str(home)],
+                              cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              stdin=subprocess.DEVNULL) for _ in range(2)]
+    outs = [p.communicate(timeout=60) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0] and "AWS_ACCESS_KEY_ID" in outs[0][0]

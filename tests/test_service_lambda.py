@@ -22,6 +22,7 @@ from tests import harness
 TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 ROLE_ARN = "arn:aws:iam::123456789012:role/lambda-role"
+BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 FN_ARN = "arn:aws:lambda:us-west-2:123456789012:function:{}"
 AUTHORIZER_ARN = "arn:aws:iot:us-west-2:123456789012:authorizer/my-authorizer"
 
@@ -75,7 +76,9 @@ def ctx(db_path, runtime):
 
 @pytest.fixture
 def lam(ctx):
-    harness.client("iam", iam, ctx).create_role(RoleName="lambda-role", AssumeRolePolicyDocument=TRUST)
+    iam_client = harness.client("iam", iam, ctx)
+    iam_client.create_role(RoleName="lambda-role", AssumeRolePolicyDocument=TRUST)
+    iam_client.attach_role_policy(RoleName="lambda-role", PolicyArn=BASIC_EXECUTION)
     return harness.client("lambda", awslambda, ctx)
 
 
@@ -248,7 +251,7 @@ def test_invoke_with_log_tail(ctx, lam):
     call = ctx.logs.calls[-1]
     assert call["group"] == "/aws/lambda/auth-fn"
     assert re.fullmatch(r"\d{4}/\d\d/\d\d/\[\$LATEST\][0-9a-f]{32}", call["stream"])
-    lines = [line for _, line in call["events"]]
+    lines = [line for _, line in call["events"] if not line.startswith("[sandbox] ")]  # interpreter note
     assert lines[0].startswith("START RequestId") and lines[-1].startswith("REPORT RequestId")
     assert "hello from the handler" in lines
     assert all(isinstance(ts, int) and ts > 1_700_000_000_000 for ts, _ in call["events"])
@@ -410,3 +413,18 @@ def test_function_spec_and_invoke_function(ctx, lam):
     with pytest.raises(core.AwsError) as exc:
         awslambda.function_spec(ctx, "ghost")
     assert (exc.value.code, exc.value.status) == ("ResourceNotFoundException", 404)
+
+
+def test_logs_are_written_only_when_the_role_allows_it(ctx, lam):
+    """As on AWS: a role without logs:CreateLogGroup/CreateLogStream/PutLogEvents gets no logs (Tail still works)."""
+    client = harness.client("iam", iam, ctx)
+    client.create_role(RoleName="mute-role", AssumeRolePolicyDocument=TRUST)
+    lam.create_function(FunctionName="mute-fn", Runtime="python3.12", Role="arn:aws:iam::123456789012:role/mute-role",
+                        Handler="lambda_function.lambda_handler", Code={"ZipFile": make_zip()})
+    before = len(ctx.logs.calls)
+    out = lam.invoke(FunctionName="mute-fn", Payload=b"{}", LogType="Tail")
+    assert "START RequestId" in base64.b64decode(out["LogResult"]).decode()
+    assert len(ctx.logs.calls) == before
+    client.attach_role_policy(RoleName="mute-role", PolicyArn=BASIC_EXECUTION)
+    lam.invoke(FunctionName="mute-fn", Payload=b"{}")
+    assert ctx.logs.calls[-1]["group"] == "/aws/lambda/mute-fn"

@@ -136,7 +136,6 @@ def test_attach_detach_and_delete(client):
 
 def test_policy_arn_forms(client):
     client.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST)
-    client.attach_role_policy(RoleName="r", PolicyArn="arn:aws:iam::123456789012:policy/team/MyPolicy")
     with pytest.raises(client.exceptions.InvalidInputException) as exc:
         client.attach_role_policy(RoleName="r", PolicyArn="arn:aws:s3:::my-bucket/key")
     assert "is not valid" in exc.value.response["Error"]["Message"]
@@ -147,9 +146,60 @@ def test_policy_arn_forms(client):
         client.attach_role_policy(RoleName="ghost", PolicyArn=BASIC)
 
 
+@pytest.mark.parametrize("arn", [
+    "arn:aws:iam::aws:policy/AWSLambdaBasicExecutionRole",       # the common typo: no service-role/
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRoles",
+    "arn:aws:iam::aws:policy/NoSuchManagedPolicy",
+    "arn:aws:iam::123456789012:policy/team/MyPolicy",              # the sandbox has no customer policies
+])
+def test_policies_that_do_not_exist_are_no_such_entity(client, arn):
+    client.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST)
+    with pytest.raises(client.exceptions.NoSuchEntityException) as exc:
+        client.attach_role_policy(RoleName="r", PolicyArn=arn)
+    assert exc.value.response["Error"]["Message"] == f"Policy {arn} does not exist or is not attachable."
+    assert client.list_attached_role_policies(RoleName="r")["AttachedPolicies"] == []
+
+
+@pytest.mark.parametrize("arn", [
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+    "arn:aws:iam::aws:policy/service-role/AWSIoTLogging",
+    "arn:aws:iam::aws:policy/AWSIoTFullAccess",
+    "arn:aws:iam::aws:policy/AWSIoTDataAccess",
+    "arn:aws:iam::aws:policy/AWSLambda_FullAccess",
+    "arn:aws:iam::aws:policy/CloudWatchLogsFullAccess",
+])
+def test_managed_policies_exist_with_their_documents(client, arn):
+    policy = client.get_policy(PolicyArn=arn)["Policy"]
+    assert policy["Arn"] == arn and policy["PolicyName"] == arn.rsplit("/", 1)[1]
+    version = client.get_policy_version(PolicyArn=arn, VersionId=policy["DefaultVersionId"])["PolicyVersion"]
+    assert version["Document"]["Version"] == "2012-10-17" and version["Document"]["Statement"]
+    client.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST)
+    client.attach_role_policy(RoleName="r", PolicyArn=arn)
+
+
+def test_basic_execution_document_and_role_allows(ctx_and_client=None):
+    from helpers.sandbox import core
+    from helpers.sandbox.services import iam
+    from helpers.sandbox.store import Store
+    doc = iam.managed_policy("arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")["Document"]
+    assert doc["Statement"][0]["Action"] == ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"]
+    ctx = core.Context(store=Store(":memory:", [iam.SCHEMA]))
+    with ctx.store.tx() as db:
+        db.execute("INSERT INTO iam_roles VALUES ('r', 'AROA', '/', 'arn:aws:iam::123456789012:role/r', '{}', NULL, "
+                   "3600, '[]', 'now')")
+    arn = "arn:aws:iam::123456789012:role/r"
+    stream = "arn:aws:logs:us-west-2:123456789012:log-group:/aws/lambda/f:log-stream:s"
+    assert not iam.role_allows(ctx, arn, "logs:PutLogEvents", stream)
+    with ctx.store.tx() as db:
+        db.execute("INSERT INTO iam_role_policies (role_name, policy_arn) VALUES "
+                   "('r', 'arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole')")
+    assert iam.role_allows(ctx, arn, "logs:PutLogEvents", stream)
+    assert not iam.role_allows(ctx, arn, "iot:Publish", "arn:aws:iot:us-west-2:123456789012:topic/t")
+
+
 def test_list_attached_pagination_and_path_prefix(client):
     client.create_role(RoleName="r", AssumeRolePolicyDocument=TRUST)
-    arns = [BASIC, "arn:aws:iam::aws:policy/AWSIoTDataAccess", "arn:aws:iam::aws:policy/ReadOnlyAccess"]
+    arns = [BASIC, "arn:aws:iam::aws:policy/AWSIoTDataAccess", "arn:aws:iam::aws:policy/AWSIoTFullAccess"]
     for arn in arns:
         client.attach_role_policy(RoleName="r", PolicyArn=arn)
     first = client.list_attached_role_policies(RoleName="r", MaxItems=2)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -77,6 +78,10 @@ def cmd_stop(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    os.umask(0o077)  # before anything is written: sandbox.log rotations, database, WAL, keys are owner-only
+    if sys.platform.startswith("linux"):  # other processes of this user cannot read its memory, cwd or fds via /proc
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0)  # PR_SET_DUMPABLE 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     sandbox = Sandbox(_home(args), port=args.port)
     info = sandbox.start()

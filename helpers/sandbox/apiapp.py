@@ -1,7 +1,8 @@
 """The API endpoint: one URL for every AWS service the tutorial calls.
 
-A request flows: TLS and HTTP/1.1 (``gateway``, ``http11``) → SigV4 check with the sandbox's credentials
-(``sigv4``) → the service module named by the credential scope's service →
+A request flows: TLS and HTTP/1.1 (``gateway``, ``http11``) → SigV4 check against the keys this sandbox
+accepts (``ctx.credentials``: the home's own pair and the temporary credentials
+it issued; ``sigv4``) → the service module named by the credential scope's service →
 that module's router → its models in SQLite. Errors become AWS's error
 documents in the service's own wire protocol, so botocore raises the modelled
 exception class.
@@ -31,7 +32,7 @@ class ApiApp:
     def __init__(self, ctx: core.Context, services: list[ModuleType],
                  credentials: dict[str, str] | None = None):
         self.ctx = ctx
-        self.credentials = credentials or {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}
+        self.credentials = credentials if credentials is not None else ctx.credentials
         self.by_name: dict[str, ModuleType] = {}
         for module in services:
             for name in module.SIGNING_NAMES:
@@ -43,7 +44,7 @@ class ApiApp:
             return None  # presigned: checked with the body
         try:
             scope, _, _ = sigv4.parse_authorization(req.headers)
-            if scope.access_key not in self.credentials:
+            if not sigv4.known_key(self.credentials, scope.access_key):
                 raise sigv4.SignatureError("unknown-key", service=scope.service)
         except sigv4.SignatureError as err:
             module = self.by_name.get(err.service)
@@ -59,13 +60,16 @@ class ApiApp:
         module = None
         try:
             scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, self.credentials)
+            if scope.region not in core.REGIONS:  # AWS's words for a scope naming no region it has
+                raise sigv4.SignatureError("scope", f"Credential should be scoped to a valid region, not "
+                                           f"'{scope.region}'.", scope.service)
             module = self.by_name.get(scope.service)
             if module is None:
                 raise AwsError("UnknownServiceException",
                                f"The sandbox does not serve the '{scope.service}' service. It serves: "
                                f"{', '.join(sorted(self.by_name))}.", 400)
-            req.service, req.region = scope.service, scope.region
-            return module.handle(req, self.ctx)
+            req.service, req.region, req.credential = scope.service, scope.region, scope.credential
+            return module.handle(req, self.ctx.in_region(scope.region))
         except sigv4.SignatureError as err:
             module = module or self.by_name.get(err.service)
             protocol = module.PROTOCOL if module else "rest-json"

@@ -21,12 +21,15 @@ import gc
 import json
 import logging
 import os
+import shutil
 import signal
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from . import core, gateway, tls
+from . import core, gateway, sigv4, tls
+from . import home as homes
 from .apiapp import ApiApp
 from .dataplane import DataApp
 from .devices import DeviceHooks, serve_function
@@ -40,6 +43,10 @@ RUNTIME_FILE = "sandbox.json"
 LOCK_FILE = "sandbox.lock"
 DB_FILE = "state.sqlite3"
 LOG_FILE = "sandbox.log"
+#: Concurrent invocations of one function that run at once (each in its own worker process); further
+#: ones wait for a free worker. AWS's new accounts start with reduced concurrency; 10 keeps a classroom
+#: laptop responsive (README: limits).
+LAMBDA_CONCURRENCY = 10
 
 
 class SandboxError(Exception):
@@ -53,8 +60,14 @@ def service_modules() -> list:
 
 def acquire_lock(home: Path):
     """Take the home's exclusive lock or raise SandboxError naming the sandbox that holds it."""
-    home.mkdir(parents=True, exist_ok=True)
-    fh = open(home / LOCK_FILE, "a+")
+    try:
+        homes.secure_home(home)
+        fh = open(home / LOCK_FILE, "a+")
+    except homes.HomeError as exc:
+        raise SandboxError(str(exc)) from None
+    except OSError as exc:
+        raise SandboxError(f"The sandbox home {home} cannot be written ({exc.strerror}: {exc.filename}). Make it "
+                           "yours, or choose another home with --state-dir DIR or IOT_SANDBOX_HOME.") from None
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -84,6 +97,23 @@ def read_runtime(home: Path) -> dict | None:
         return json.loads((home / RUNTIME_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def open_store(path: Path, schemas: list[str]) -> Store:
+    """Open the state database, or raise SandboxError naming the file and what to do (never reset it)."""
+    try:
+        store = Store(path, schemas)
+        problem = store.one("PRAGMA quick_check")[0]
+        if problem != "ok":
+            store.close()
+            raise sqlite3.DatabaseError(problem)
+        return store
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError) and ("readonly" in str(exc) or "unable to open" in str(exc)):
+            raise SandboxError(f"The sandbox's database {path} cannot be written ({exc}). Make the home yours, or "
+                               "choose another with --state-dir DIR or IOT_SANDBOX_HOME.") from None
+        raise SandboxError(f"The sandbox's database {path} is damaged ({exc}). Move it aside to keep it "
+                           f"(mv {path} {path}.damaged) and start again: the sandbox then starts empty.") from None
 
 
 def _write_runtime(home: Path, info: dict) -> None:
@@ -120,20 +150,33 @@ class Sandbox:
     def start(self) -> dict:
         from .runtime import LambdaRuntime
 
+        os.umask(0o077)  # everything the sandbox writes is owner-only (database, WAL, logs, keys)
         self._lock = acquire_lock(self.home)
         try:
             (self.home / RUNTIME_FILE).unlink(missing_ok=True)  # stale from a crashed run
+            try:
+                credentials = homes.home_credentials(self.home)
+            except homes.HomeError as exc:
+                raise SandboxError(str(exc)) from None
             certs = tls.ensure_certificates(self.home)
             modules = service_modules()
-            self.store = Store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
+            self.store = open_store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
             port = self.requested_port
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
                 port = last if last and _port_free(last) else 0
-            self.runtime = LambdaRuntime(self.home / "lambda")
-            ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home)
+            try:
+                work_dir = homes.runtime_dir(self.home)
+            except homes.HomeError as exc:
+                raise SandboxError(str(exc)) from None
+            self.runtime = LambdaRuntime(work_dir, hide=(self.home,), max_workers_per_function=LAMBDA_CONCURRENCY)
+            shutil.copyfile(certs.ca_cert, work_dir / "ca.pem")  # public: lets handlers' SDKs trust the sandbox
+            ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home,
+                               credentials=sigv4.CredentialStore(credentials))
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
             ctx.logs = LogSink(self._log_store)
+            ctx.iam_store = self.store
+            ctx.regions = RegionContexts(self.home, ctx, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
             self.ctx = ctx
             api_sock = _bind(("127.0.0.1", port), "API endpoint")
             data_sock = _bind(("127.0.0.1", self.data_port), "data endpoint")
@@ -141,14 +184,16 @@ class Sandbox:
             self.gateway.start()
             hooks = DeviceHooks(ctx)
             self.broker = Broker(hooks)
-            credentials = lambda: {core.ACCESS_KEY_ID: core.SECRET_ACCESS_KEY}  # noqa: E731
-            data_app = DataApp(ctx, self.broker, serve_function(self.broker, hooks), credentials, hooks.authorization)
+            data_app = DataApp(ctx, self.broker, serve_function(self.broker, hooks), hooks.authorization)
             api_port = self.gateway.listen_api(api_sock, tls.server_context(certs, alpn=["http/1.1"]),
                                                ApiApp(ctx, modules))
             data_port = self.gateway.listen_data(data_sock, tls.server_context(certs, alpn=gateway.DATA_ALPN),
                                                  data_app, serve_function(self.broker, hooks))
             data_address = f"localhost:{data_port}"
             ctx.endpoints.update({"iot:Data-ATS": data_address, "iot:Data": data_address})
+            from .services import awslambda
+            sdk = {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{api_port}", "AWS_CA_BUNDLE": str(work_dir / "ca.pem")}
+            self.runtime.credential_issuer = lambda spec: awslambda.execution_credentials(ctx, spec, sdk)
             self.store.set_setting("api_port", str(api_port))
             info = {
                 "pid": os.getpid(),
@@ -189,6 +234,8 @@ class Sandbox:
         if self.runtime is not None:
             self.runtime.shutdown()
             self.runtime = None
+        if self.ctx is not None and self.ctx.regions is not None:
+            self.ctx.regions.close()
         if self.ctx is not None and self.ctx.logs is not None:
             self.ctx.logs.close()
             self._log_store.close()
@@ -211,3 +258,41 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+class RegionContexts:
+    """The sandbox's other regions: each its own database (``state-REGION.sqlite3``) and log writer,
+    sharing IAM (global), the credentials, the Lambda runtime and the endpoints. Made on first use."""
+
+    def __init__(self, home: Path, base: core.Context, schemas: list[str]):
+        self.home, self.base, self.schemas = home, base, schemas
+        self._lock = threading.Lock()
+        self._contexts: dict[str, core.Context] = {}
+        self._stores: list[Store] = []
+
+    def get(self, region: str) -> core.Context:
+        if region == self.base.region:
+            return self.base
+        if region not in core.REGIONS:
+            raise core.AwsError("UnrecognizedClientException", f"{region!r} is not an AWS region.", 403)
+        with self._lock:
+            ctx = self._contexts.get(region)
+            if ctx is None:
+                path = self.home / f"state-{region}.sqlite3"
+                store = open_store(path, self.schemas)
+                log_store = Store(path)
+                self._stores += [store, log_store]
+                b = self.base
+                ctx = core.Context(store=store, runtime=b.runtime, account_id=b.account_id, region=region,
+                                   endpoints=b.endpoints, home=b.home, logs=LogSink(log_store),
+                                   credentials=b.credentials, iam_store=b.iam_store or b.store, regions=self)
+                self._contexts[region] = ctx
+            return ctx
+
+    def close(self) -> None:
+        with self._lock:
+            for ctx in self._contexts.values():
+                ctx.logs.close()
+            for store in self._stores:
+                store.close()
+            self._contexts, self._stores = {}, []

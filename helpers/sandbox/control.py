@@ -19,10 +19,10 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import core
+from . import core, home as homes
 from .app import LOG_FILE, RUNTIME_FILE, SandboxError, lock_is_held, read_runtime
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +46,26 @@ class Settings:
     ca_bundle: Path
     region: str = core.REGION
     account_id: str = core.ACCOUNT_ID
-    access_key_id: str = core.ACCESS_KEY_ID
-    secret_access_key: str = core.SECRET_ACCESS_KEY
+    #: The home's own key pair (``home.home_credentials``): nothing else is accepted. Never print the secret.
+    access_key_id: str = ""
+    secret_access_key: str = field(default="", repr=False)
 
     @classmethod
     def from_runtime(cls, info: dict) -> "Settings":
+        home = Path(info["home"])
+        try:
+            credential = homes.read_credentials(home)
+        except homes.HomeError as exc:
+            raise SandboxError(str(exc)) from None
+        if credential is None:
+            raise SandboxError(f"The sandbox home {home} has no {homes.CREDENTIALS_FILE}: restart the sandbox "
+                               "(python -m helpers.sandbox stop; then start).")
         return cls(
-            home=Path(info["home"]), pid=int(info["pid"]),
+            home=home, pid=int(info["pid"]),
             endpoint_url=f"https://127.0.0.1:{info['api_port']}",
             data_endpoint=info["data_endpoint"],
             ca_bundle=Path(info["ca_bundle"]),
+            access_key_id=credential.access_key_id, secret_access_key=credential.secret_access_key,
         )
 
     def env(self) -> dict[str, str]:
@@ -117,17 +127,14 @@ def _clean_stale(home: Path) -> str | None:
     return None
 
 
-def _log_tail(home: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join((home / LOG_FILE).read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""
-
-
 def ensure_running(state_dir: Path | str | None = None, port: int | None = None,
                    notes: list[str] | None = None) -> Settings:
     """Start the sandbox for this home in the background unless it already runs; return its settings."""
     home = Path(state_dir).resolve() if state_dir else default_home()
+    try:
+        homes.secure_home(home)
+    except homes.HomeError as exc:
+        raise SandboxError(str(exc)) from None
     current = status(home)
     if current is not None:
         if port not in (None, 0) and f":{port}" not in current.endpoint_url:
@@ -137,15 +144,22 @@ def ensure_running(state_dir: Path | str | None = None, port: int | None = None,
     note = _clean_stale(home)
     if note and notes is not None:
         notes.append(note)
-    home.mkdir(parents=True, exist_ok=True)
+    try:
+        log_fd = os.open(home / LOG_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise SandboxError(f"The sandbox home {home} cannot be written ({exc.strerror}: {exc.filename}). Make it "
+                           "yours, or choose another home with --state-dir DIR or IOT_SANDBOX_HOME.") from None
+    log_start = os.fstat(log_fd).st_size
     cmd = [sys.executable, "-m", "helpers.sandbox", "serve", "--state-dir", str(home)]
     if port is not None:
         cmd += ["--port", str(port)]
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
-    with open(home / LOG_FILE, "ab") as log_fh:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_fh,
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_fd,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True)
+    finally:
+        os.close(log_fd)
     threading.Thread(target=proc.wait, daemon=True).start()  # reaps it whenever it exits
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
@@ -153,13 +167,39 @@ def ensure_running(state_dir: Path | str | None = None, port: int | None = None,
         if info and info.get("pid") == proc.pid:
             return Settings.from_runtime(info)
         if proc.poll() is not None:
-            raise SandboxError(f"The sandbox exited while starting (exit code {proc.returncode}).\n"
-                               f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+            return _after_early_exit(home, proc, log_start, deadline)
         time.sleep(0.05)
     proc.kill()
     proc.wait()
-    raise SandboxError(f"The sandbox did not become ready within {START_TIMEOUT:.0f} s.\n"
-                       f"Last lines of {home / LOG_FILE}:\n{_log_tail(home)}")
+    raise SandboxError(f"The sandbox did not become ready within {START_TIMEOUT:.0f} s; see {home / LOG_FILE}.")
+
+
+def _after_early_exit(home: Path, proc: subprocess.Popen, log_start: int, deadline: float) -> Settings:
+    """Our ``serve`` ended before it was ready: another start won the race (use its sandbox), or say why, in one line."""
+    while time.monotonic() < deadline and lock_is_held(home):
+        current = status(home)
+        if current is not None:  # a concurrent start got the home first: same home, same settings
+            return current
+        time.sleep(0.05)
+    current = status(home)
+    if current is not None:
+        return current
+    reason = _start_error(home, log_start)
+    if reason:
+        raise SandboxError(reason)
+    raise SandboxError(f"The sandbox exited while starting (exit code {proc.returncode}); see {home / LOG_FILE}.")
+
+
+def _start_error(home: Path, log_start: int) -> str | None:
+    """The ``error: ...`` line ``serve`` printed in this run, if any (see ``__main__.main``)."""
+    try:
+        with open(home / LOG_FILE, "rb") as fh:
+            fh.seek(log_start)
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    errors = [line[len("error: "):] for line in text.splitlines() if line.startswith("error: ")]
+    return errors[-1] if errors else None
 
 
 def stop(state_dir: Path | str | None = None, timeout: float = 10.0) -> bool:

@@ -36,11 +36,21 @@ from urllib.parse import parse_qs, unquote
 # --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
 #: AWS's own documentation example account id: never a real account.
 ACCOUNT_ID = "123456789012"
-#: The tutorial's region.
+#: The tutorial's region: the sandbox's default (what Settings export, and the data endpoint's ``localhost``).
 REGION = "us-west-2"
-#: The only credentials the sandbox accepts. Not real AWS credentials.
-ACCESS_KEY_ID = "SANDBOXLOCALKEYID001"
-SECRET_ACCESS_KEY = "sandbox-local-secret-not-an-aws-credential"
+
+
+def _aws_regions() -> tuple[str, ...]:
+    from botocore.loaders import Loader
+    partitions = Loader().load_data("endpoints")["partitions"]
+    return tuple(sorted(r for p in partitions if p["partition"] == "aws" for r in p["regions"]))
+
+
+#: The commercial AWS regions (botocore's endpoint data): a credential scope must name one of them.
+REGIONS = _aws_regions()
+#: Generated access key ids look like this (``SANDBOX`` + 13 of [A-Z0-9], 20 characters like AWS's),
+#: so tools can tell a sandbox key from an AWS one. Each home has its own (``app.home_credentials``).
+ACCESS_KEY_ID_RE = re.compile(r"^SANDBOX[A-Z0-9]{13}$")
 
 
 def new_request_id() -> str:
@@ -70,6 +80,8 @@ class Request:
     client_address: tuple[str, int] = ("127.0.0.1", 0)
     #: Identifies the TCP/TLS connection the request came on (keep-alive aware).
     connection_id: str = ""
+    #: Who signed it (a ``sigv4.Credential``), set by the API endpoint after the SigV4 check.
+    credential: Any = None
 
     @cached_property
     def query(self) -> dict[str, list[str]]:
@@ -212,7 +224,10 @@ class Context:
 
     ``runtime`` is the Lambda runtime (``helpers.sandbox.runtime.LambdaRuntime``);
     ``endpoints`` maps DescribeEndpoint types (``iot:Data-ATS``...) to addresses;
-    ``logs`` is the CloudWatch Logs sink, or None where logs are not served.
+    ``logs`` is the CloudWatch Logs sink, or None where logs are not served;
+    ``credentials`` is the ``sigv4.CredentialStore`` of the keys this sandbox accepts
+    (its home's long-term pair and the temporary credentials it issued), which both
+    endpoints use to check signatures.
     """
 
     store: Any
@@ -222,3 +237,16 @@ class Context:
     endpoints: dict[str, str] = field(default_factory=dict)
     home: Any = None
     logs: Any = None
+    credentials: Any = None
+    #: IAM is global: its tables live in the default region's database, whichever region a request names.
+    iam_store: Any = None
+    #: ``region -> Context`` for the other regions (``RegionContexts``), shared by all of them; None: one region.
+    regions: Any = None
+
+    def in_region(self, region: str | None) -> "Context":
+        """This sandbox's context for ``region`` (None: this one). Each region has its own resources."""
+        if region is None or region == self.region:
+            return self
+        if self.regions is None:
+            raise AwsError("UnrecognizedClientException", f"This sandbox context serves only {self.region}.", 403)
+        return self.regions.get(region)

@@ -96,13 +96,15 @@ class DataApp:
 
     max_body = MAX_PAYLOAD
 
-    def __init__(self, ctx: core.Context, broker, mqtt: Callable, credentials: Callable[[], dict[str, str]],
-                 authorization: Callable):
-        self.ctx = ctx
+    def __init__(self, ctx: core.Context, broker, mqtt: Callable, authorization: Callable):
+        self.base = ctx
         self.broker = broker
         self.mqtt = mqtt
-        self.credentials = credentials
-        self.authorization = authorization   # (authorizer, result, connection) -> MQTT Authorization
+        self.authorization = authorization   # (ctx, authorizer, result, connection) -> MQTT Authorization
+
+    def context(self, req: Request) -> core.Context:
+        """The context of the region this request reached (from the host name in its TLS SNI)."""
+        return self.base.in_region(iot.data_endpoint_region(self.base, req.server_name))
         self._cache: OrderedDict[tuple, tuple[float, authz.AuthorizerResult]] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -159,29 +161,31 @@ class DataApp:
             return Response.json({"message": "OK"})
         topic, qos, retain = self._parse(req)
         trace = Trace(topic=topic)
+        ctx = self.context(req)
         loop = asyncio.get_running_loop()
         try:
             if is_sigv4(req):
-                self._check_sigv4(req, trace)
+                self._check_sigv4(ctx, req, trace)
             else:
                 try:  # a cached decision is answered on the loop; anything that needs SQLite or Lambda is not
-                    self._authorize(req, trace, topic, retain, cached_only=True)
+                    self._authorize(ctx, req, trace, topic, retain, cached_only=True)
                 except custom_auth.NotCached:
                     trace.attempt = custom_auth.Attempt()
-                    await loop.run_in_executor(None, self._authorize, req, trace, topic, retain)
+                    await loop.run_in_executor(None, self._authorize, ctx, req, trace, topic, retain)
         except Refused as refusal:
-            self._log(req, trace, "Failure", refusal.reason, refusal.details)
+            self._log(ctx, req, trace, "Failure", refusal.reason, refusal.details)
             return _forbidden(trace.trace_id)
         self.broker.publish(topic, req.body, qos=qos, retain=retain,
                             origin={"protocol": "HTTP", "principalId": trace.principal_id,
                                     "sourceIp": req.client_address[0]})
-        self._log(req, trace, "Success", None, None)
+        self._log(ctx, req, trace, "Success", None, None)
         return Response.json({"message": "OK", "traceId": trace.trace_id})
 
     # --- 2. SigV4 (iot-data Publish) --------------------------------------------------------------------
-    def _check_sigv4(self, req: Request, trace: Trace) -> None:
+    def _check_sigv4(self, ctx: core.Context, req: Request, trace: Trace) -> None:
         try:
-            scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, self.credentials())
+            scope = sigv4.verify(req.method, req.path, req.raw_query, req.headers, req.body, ctx.credentials,
+                                 service=SIGV4_SERVICE, region=ctx.region)
         except sigv4.SignatureError as err:
             raise Refused(custom_auth.AUTHENTICATION_FAILURE, f"SigV4: {err.code}: {err.message}") from None
         if scope.service != SIGV4_SERVICE:
@@ -198,20 +202,22 @@ class DataApp:
         value = req.headers.get(name.lower())
         return value if value is not None else req.query_value(name)
 
-    def credentials_of(self, req: Request, cached_only: bool = False) -> tuple[custom_auth.Credentials, dict]:
+    def credentials_of(self, ctx: core.Context, req: Request,
+                       cached_only: bool = False) -> tuple[custom_auth.Credentials, dict]:
         """The custom-auth credentials in a request's headers or query string, and its authorizer."""
         name = self._credential(req, custom_auth.AUTHORIZER_NAME_PARAM)
-        authorizer = custom_auth.find_authorizer(self.ctx, name, cached_only=cached_only)
+        authorizer = custom_auth.find_authorizer(ctx, name, cached_only=cached_only)
         creds = custom_auth.Credentials(authorizer["name"], self._credential(req, authorizer.get("token_key_name")),
                                         self._credential(req, custom_auth.SIGNATURE_PARAM))
         return creds, authorizer
 
-    def _authorize(self, req: Request, trace: Trace, topic: str, retain: bool, cached_only: bool = False) -> None:
+    def _authorize(self, ctx: core.Context, req: Request, trace: Trace, topic: str, retain: bool,
+                   cached_only: bool = False) -> None:
         """The publish's decision; with ``cached_only`` it raises :class:`custom_auth.NotCached` rather than
         read the database or invoke the function (so that it may run on the event loop)."""
         attempt = trace.attempt
         try:
-            creds, authorizer = self.credentials_of(req, cached_only)
+            creds, authorizer = self.credentials_of(ctx, req, cached_only)
             attempt.authorizer = authorizer["name"]
             cache_key = (req.connection_id, authorizer["name"], creds.token, creds.signature)
             result = self._cached(cache_key) if authorizer["enable_caching_for_http"] else None
@@ -222,7 +228,7 @@ class DataApp:
                 raise custom_auth.NotCached(authorizer["name"])
             if result is None:
                 _, result = custom_auth.authenticate(
-                    self.ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
+                    ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
                     http={"headers": dict(req.headers), "queryString": req.raw_query},
                     tls_server_name=req.server_name)
                 if authorizer["enable_caching_for_http"] and result.refresh_after_seconds:
@@ -232,7 +238,7 @@ class DataApp:
         trace.principal_id = result.principal_id
         if not result.is_authenticated:
             raise Refused(custom_auth.AUTHENTICATION_FAILURE, "The authorizer function answered isAuthenticated: false.")
-        resource = authz.topic_arn(self.ctx.region, self.ctx.account_id, topic)
+        resource = authz.topic_arn(ctx.region, ctx.account_id, topic)
         variables = {"aws:SourceIp": req.client_address[0]}
         for action in ["iot:Publish"] + (["iot:RetainPublish"] if retain else []):
             decision = authz.evaluate(result.policies, action, resource, variables)
@@ -269,21 +275,22 @@ class DataApp:
         if problem:
             return Response.json({"message": problem}, 400, {"Sec-WebSocket-Version": "13"})
         conn = http11.Connection(req.client_address, req.server_name, req.connection_id)
+        ctx = self.context(req)
         preauth = None
         if is_sigv4(req):
             try:
-                scope = sigv4.verify_presigned(req.method, req.path, req.raw_query, req.headers, self.credentials(),
-                                               service=mqtt_ws.SERVICE, region=self.ctx.region)
+                scope = sigv4.verify_presigned(req.method, req.path, req.raw_query, req.headers, ctx.credentials,
+                                               service=mqtt_ws.SERVICE, region=ctx.region)
             except sigv4.SignatureError as err:
-                self._log_connect_refusal(req, f"MQTT over WebSocket (SigV4): {err.code}: {err.message}")
+                self._log_connect_refusal(ctx, req, f"MQTT over WebSocket (SigV4): {err.code}: {err.message}")
                 return Response.json({"message": "Forbidden"}, 403, {"x-amzn-ErrorType": "ForbiddenException"})
-            preauth = self.authorization(None, scope.access_key, conn)
-        elif self._has_custom_auth(req):
+            preauth = self.authorization(ctx, None, scope.access_key, conn)
+        elif self._has_custom_auth(ctx, req):
             loop = asyncio.get_running_loop()
             try:
-                preauth = await loop.run_in_executor(None, self._authorize_upgrade, req, conn)
+                preauth = await loop.run_in_executor(None, self._authorize_upgrade, ctx, req, conn)
             except Refused as refusal:
-                self._log_connect_refusal(req, f"MQTT over WebSocket (custom authentication in the upgrade "
+                self._log_connect_refusal(ctx, req, f"MQTT over WebSocket (custom authentication in the upgrade "
                                           f"request): {refusal.details}")
                 return Response.json({"message": "Forbidden"}, 403, {"x-amzn-ErrorType": "ForbiddenException"})
         headers = {"Upgrade": "websocket", "Connection": "Upgrade",
@@ -297,40 +304,41 @@ class DataApp:
                             (preauth, dict(req.headers), req.raw_query))
         return Response(101, b"", headers, upgrade=upgrade)
 
-    def _has_custom_auth(self, req: Request) -> bool:
+    def _has_custom_auth(self, ctx: core.Context, req: Request) -> bool:
         """Custom-auth credentials in the upgrade request itself (else they come in the CONNECT)."""
         names = [custom_auth.AUTHORIZER_NAME_PARAM, custom_auth.SIGNATURE_PARAM]
-        default = iot.default_authorizer_name(self.ctx)
+        default = iot.default_authorizer_name(ctx)
         if default:
-            authorizer = iot.get_authorizer(self.ctx, default)
+            authorizer = iot.get_authorizer(ctx, default)
             if authorizer and authorizer.get("token_key_name"):
                 names.append(authorizer["token_key_name"])
         return any(self._credential(req, name) is not None for name in names)
 
-    def _authorize_upgrade(self, req: Request, conn: http11.Connection):
+    def _authorize_upgrade(self, ctx: core.Context, req: Request, conn: http11.Connection):
         attempt = custom_auth.Attempt()
         try:
-            creds, authorizer = self.credentials_of(req)
+            creds, authorizer = self.credentials_of(ctx, req)
             authorizer, result = custom_auth.authenticate(
-                self.ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
+                ctx, creds, authorizer=authorizer, attempt=attempt, connection_id=req.connection_id,
                 http={"headers": dict(req.headers), "queryString": req.raw_query}, tls_server_name=req.server_name)
         except custom_auth.AuthFailure as failure:
             raise Refused(custom_auth.AUTHENTICATION_FAILURE, failure.details) from None
         if not result.is_authenticated:
             raise Refused(custom_auth.AUTHENTICATION_FAILURE, "The authorizer function answered isAuthenticated: false.")
-        return self.authorization(authorizer, result, conn)
+        return self.authorization(ctx, authorizer, result, conn)
 
     # --- AWSIotLogsV2 ---------------------------------------------------------------------------------
-    def _log(self, req: Request, trace: Trace, status: str, reason: str | None, details: str | None) -> None:
-        entry = iot_logs.entry(self.ctx, event_type="Publish-In", status=status, protocol="HTTP",
+    def _log(self, ctx: core.Context, req: Request, trace: Trace, status: str, reason: str | None,
+             details: str | None) -> None:
+        entry = iot_logs.entry(ctx, event_type="Publish-In", status=status, protocol="HTTP",
                                trace_id=trace.trace_id, topicName=trace.topic, principalId=trace.principal_id,
                                sourceIp=req.client_address[0], sourcePort=req.client_address[1],
                                reason=reason, details=details)
         entry["sandbox"] = {**trace.attempt.details(), "decidedBy": trace.deciding}
-        iot_logs.write(self.ctx, entry, level=entry["logLevel"])
+        iot_logs.write(ctx, entry, level=entry["logLevel"])
 
-    def _log_connect_refusal(self, req: Request, details: str) -> None:
-        entry = iot_logs.entry(self.ctx, event_type="Connect", status="Failure", protocol="MQTT",
+    def _log_connect_refusal(self, ctx: core.Context, req: Request, details: str) -> None:
+        entry = iot_logs.entry(ctx, event_type="Connect", status="Failure", protocol="MQTT",
                                sourceIp=req.client_address[0], sourcePort=req.client_address[1],
                                reason=custom_auth.AUTHENTICATION_FAILURE, details=details)
-        iot_logs.write(self.ctx, entry, level="ERROR")
+        iot_logs.write(ctx, entry, level="ERROR")

@@ -32,6 +32,7 @@ import logging
 from urllib.parse import parse_qsl
 
 from . import core, custom_auth, iot_logs
+from .services import iot
 from .http11 import Connection
 from .mqtt import auth as mqtt_auth
 from .mqtt import broker as mqtt_broker
@@ -65,12 +66,17 @@ class DeviceHooks:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._authenticate, conn, connect)
 
+    def context(self, server_name: str | None) -> core.Context:
+        """The context of the region a device reached (from its TLS SNI)."""
+        return self.ctx.in_region(iot.data_endpoint_region(self.ctx, server_name))
+
     def _authenticate(self, conn, connect):
+        ctx = self.context(conn.server_name)
         attempt = custom_auth.Attempt()
         http = getattr(conn, "http", None)
         _, params = split_username(connect.username)
         try:
-            authorizer = custom_auth.find_authorizer(self.ctx, params.get(custom_auth.AUTHORIZER_NAME_PARAM),
+            authorizer = custom_auth.find_authorizer(ctx, params.get(custom_auth.AUTHORIZER_NAME_PARAM),
                                                      where="parameter in the MQTT username")
             token_key = authorizer.get("token_key_name")
             creds = custom_auth.Credentials(authorizer["name"], params.get(token_key) if token_key else None,
@@ -79,7 +85,7 @@ class DeviceHooks:
             mqtt = {"username": connect.username, "password": connect.password,
                     "clientId": connect.client_id or None}
             authorizer, result = custom_auth.authenticate(
-                self.ctx, creds, authorizer=authorizer, attempt=attempt, mqtt=mqtt, http=http,
+                ctx, creds, authorizer=authorizer, attempt=attempt, mqtt=mqtt, http=http,
                 tls_server_name=conn.server_name, connection_id=conn.connection_id)
         except custom_auth.AuthFailure as failure:
             return mqtt_broker.Refusal(not_authorized=failure.stage not in _BAD_CREDENTIALS,
@@ -87,28 +93,28 @@ class DeviceHooks:
         if not result.is_authenticated:
             return mqtt_broker.Refusal(not_authorized=False, reason=custom_auth.AUTHENTICATION_FAILURE,
                                        details="The authorizer function answered isAuthenticated: false.")
-        return self.authorization(authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
+        return self.authorization(ctx, authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
 
-    def authorization(self, authorizer: dict | None, result, conn, *, creds=None, mqtt=None, http=None):
+    def authorization(self, ctx: core.Context, authorizer: dict | None, result, conn, *, creds=None, mqtt=None,
+                      http=None):
         """The broker's Authorization for an authenticated connection (``result`` is a principal for SigV4)."""
         if authorizer is None:  # SigV4: the sandbox's signed identity may do everything (a sandbox choice)
-            return mqtt_auth.AllowAll(principal_id=str(result), region=self.ctx.region,
-                                        account_id=self.ctx.account_id)
+            return mqtt_auth.AllowAll(principal_id=str(result), region=ctx.region, account_id=ctx.account_id)
 
         async def refresh():
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self._refresh, authorizer, creds, mqtt, http, conn)
+            return await loop.run_in_executor(None, self._refresh, ctx, authorizer, creds, mqtt, http, conn)
 
         return mqtt_auth.PolicyAuthorization(
-            result.policies, principal_id=result.principal_id, region=self.ctx.region,
-            account_id=self.ctx.account_id, refresh_after=result.refresh_after_seconds,
-            disconnect_after=result.disconnect_after_seconds, refresher=refresh if creds is not None else None)
+            result.policies, principal_id=result.principal_id, region=ctx.region, account_id=ctx.account_id,
+            refresh_after=result.refresh_after_seconds, disconnect_after=result.disconnect_after_seconds,
+            refresher=refresh if creds is not None else None)
 
-    def _refresh(self, authorizer, creds, mqtt, http, conn):
+    def _refresh(self, ctx, authorizer, creds, mqtt, http, conn):
         """``refreshAfterInSeconds`` passed: the function is invoked again with the same credentials."""
         try:
             authorizer, result = custom_auth.authenticate(
-                self.ctx, creds, mqtt=mqtt, http=http, tls_server_name=conn.server_name,
+                ctx, creds, mqtt=mqtt, http=http, tls_server_name=conn.server_name,
                 connection_id=conn.connection_id)
         except custom_auth.AuthFailure as failure:
             return mqtt_broker.Refusal(not_authorized=True, reason=custom_auth.AUTHENTICATION_FAILURE,
@@ -117,10 +123,10 @@ class DeviceHooks:
             return mqtt_broker.Refusal(not_authorized=True, reason=custom_auth.AUTHENTICATION_FAILURE,
                                        details="Policy refresh: the authorizer function answered "
                                                "isAuthenticated: false.")
-        return self.authorization(authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
+        return self.authorization(ctx, authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
 
     def log(self, entry: dict) -> None:
-        iot_logs.write(self.ctx, entry, level=entry.get("logLevel"))
+        iot_logs.write(self.ctx, entry, level=entry.get("logLevel"))  # the broker's entries: the default region
 
 
 def serve_function(broker, hooks: DeviceHooks):

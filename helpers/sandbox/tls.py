@@ -31,8 +31,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from .core import REGIONS
+
 CA_NAME = "iot-custom-auth-workbook sandbox CA"
-SERVER_NAMES = ("localhost",)
+#: ``localhost`` (the data endpoint of the default region) and ``REGION.localhost`` for every other region.
+SERVER_NAMES = ("localhost", *(f"{r}.localhost" for r in REGIONS))
 SERVER_IPS = ("127.0.0.1", "::1")
 
 
@@ -69,6 +72,17 @@ def _valid(cert_path: Path, margin_days: int = 7) -> bool:
     return cert.not_valid_after_utc > dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=margin_days)
 
 
+def _names_cover(cert_path: Path) -> bool:
+    """True when the certificate names every host the sandbox answers as (older homes lack the regional ones)."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value.get_values_for_type(
+            x509.DNSName)
+    except (OSError, ValueError, x509.ExtensionNotFound):
+        return False
+    return set(SERVER_NAMES) <= set(names)
+
+
 def ensure_certificates(home: Path) -> CertPaths:
     """Create (or reuse) the CA and the server certificate in ``home``; renew what is missing or expiring."""
     home.mkdir(parents=True, exist_ok=True)
@@ -98,7 +112,7 @@ def ensure_certificates(home: Path) -> CertPaths:
         _write_public(paths.ca_cert, ca_cert.public_bytes(serialization.Encoding.PEM))
         paths.server_cert.unlink(missing_ok=True)  # a new CA invalidates the old server certificate
 
-    if not (_valid(paths.server_cert) and paths.server_key.exists()):
+    if not (_valid(paths.server_cert) and paths.server_key.exists() and _names_cover(paths.server_cert)):
         key = ec.generate_private_key(ec.SECP256R1())
         san = [x509.DNSName(n) for n in SERVER_NAMES] + [x509.IPAddress(ipaddress.ip_address(i)) for i in SERVER_IPS]
         cert = (

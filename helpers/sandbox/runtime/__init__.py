@@ -62,7 +62,7 @@ from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
-from ..core import ACCESS_KEY_ID, SECRET_ACCESS_KEY
+from . import jail
 
 __all__ = ["FunctionSpec", "InvokeResult", "LambdaRuntime", "RuntimeUnavailable", "CodeZipError",
            "validate_code_zip", "PYTHON_RUNTIMES", "NODEJS_RUNTIMES"]
@@ -72,6 +72,7 @@ NODEJS_RUNTIMES = tuple(f"nodejs{major}.x" for major in range(14, 23, 2))
 _HERE = Path(__file__).resolve().parent
 PYTHON_WORKER = _HERE / "python_worker.py"
 NODE_WORKER = _HERE / "node_worker.js"
+JAIL = _HERE / "jail.py"
 #: Lambda's limit for a synchronous response ("... maximum allowed payload size (6291556 bytes).").
 MAX_RESPONSE_BYTES = 6291556
 #: How long to wait for the rest of a dead worker's output after killing its process group.
@@ -91,6 +92,8 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     region: str = "us-west-2"
     version: str = "$LATEST"
+    #: The execution role's ARN: the worker's AWS_* credentials are that role's (see ``credential_issuer``).
+    role: str = ""
 
 
 @dataclass
@@ -100,6 +103,9 @@ class InvokeResult:
     log: str
     duration_ms: float
     request_id: str
+    #: Platform lines for the log group only, not the Tail (like Lambda's INIT_START), e.g. which
+    #: interpreter ran a python3.X function the machine lacks.
+    init_log: str = ""
 
 
 class RuntimeUnavailable(Exception):
@@ -110,21 +116,47 @@ class CodeZipError(ValueError):
     """The uploaded code is not a zip the sandbox can unpack safely."""
 
 
-def validate_code_zip(code_zip: bytes) -> None:
-    """Raise :class:`CodeZipError` unless ``code_zip`` is a readable zip with only safe paths.
+#: Lambda's deployment package limit: "250 MB (unzipped)", as the bytes its error message names.
+MAX_UNZIPPED_BYTES = 262144000
 
-    The Lambda service can call this at CreateFunction/UpdateFunctionCode and
-    answer ``InvalidParameterValueException`` with the message.
+
+def validate_code_zip(code_zip: bytes) -> None:
+    """Raise :class:`CodeZipError` unless ``code_zip`` is a zip the sandbox can unpack safely and fully.
+
+    Refused: unreadable zips; entries with absolute paths or ``..``; symbolic links;
+    entries that conflict (the same path twice, or a file where another entry needs a
+    directory, like ``a`` then ``a/b``); more than 250 MB unzipped (Lambda's limit,
+    counted from the sizes the entries declare). The Lambda service calls this at
+    CreateFunction/UpdateFunctionCode and answers ``InvalidParameterValueException``.
     """
     try:
         with zipfile.ZipFile(BytesIO(code_zip)) as zf:
-            for info in zf.infolist():
-                _check_member(info.filename)
-    except (zipfile.BadZipFile, EOFError, ValueError) as exc:
-        if isinstance(exc, CodeZipError):
-            raise
+            infos = zf.infolist()
+    except (zipfile.BadZipFile, EOFError, ValueError, NotImplementedError):
         raise CodeZipError("Could not unzip uploaded file. Please check your file, then try to upload again.") \
             from None
+    total = 0
+    files: set[str] = set()
+    dirs: set[str] = set()
+    for info in infos:
+        _check_member(info.filename)
+        if stat.S_ISLNK(info.external_attr >> 16):
+            raise CodeZipError(f"Could not unzip uploaded file: the entry {info.filename!r} is a symbolic link, "
+                               "which the sandbox does not unpack. Zip the file itself (zip without -y).")
+        total += info.file_size
+        parts = [p for p in info.filename.replace("\\", "/").split("/") if p not in ("", ".")]
+        path = "/".join(parts)
+        parents = {"/".join(parts[:i]) for i in range(1, len(parts))}
+        is_dir = info.is_dir()
+        clash = (path in files or (not is_dir and path in dirs) or (parents & files))
+        if clash:
+            raise CodeZipError(f"Could not unzip uploaded file: the entry {info.filename!r} conflicts with another "
+                               "entry of the same path (a file and a directory, or the same file twice). Zip each "
+                               "path once.")
+        dirs |= parents
+        (dirs if is_dir else files).add(path)
+    if total > MAX_UNZIPPED_BYTES:
+        raise CodeZipError(f"Unzipped size must be smaller than {MAX_UNZIPPED_BYTES} bytes")
 
 
 def _check_member(name: str) -> None:
@@ -166,7 +198,7 @@ def _exit_reason(returncode: int) -> str:
 
 def _fingerprint(spec: FunctionSpec) -> str:
     """What a warm worker was started with: a change to any of it needs a new worker (as on Lambda)."""
-    config = [spec.code_sha256, spec.runtime, spec.handler, spec.memory_size, spec.region, spec.arn,
+    config = [spec.code_sha256, spec.runtime, spec.handler, spec.memory_size, spec.region, spec.arn, spec.role,
               sorted((spec.environment or {}).items())]
     return hashlib.sha256(json.dumps(config, default=str).encode()).hexdigest()
 
@@ -196,6 +228,8 @@ class _Worker:
         self.lock = threading.Lock()
         self.reaped = False
         self.peak_mb = 0  # Max Memory Used, as last reported
+        self.credentials_expire: float | None = None  # when the role credentials in its environment expire
+        self.note: str | None = None  # one line for the first invocation's log (e.g. a substituted interpreter)
         self.poller = select.poll()
         self.poller.register(self.sock_fd, select.POLLIN)
         self.poller.register(self.log_fd, select.POLLIN)
@@ -228,9 +262,23 @@ class _Worker:
             time.sleep(0.005)
 
     def signal_kill(self) -> None:
-        """SIGKILL the worker and everything it started (its process group). Safe from any thread."""
+        """SIGKILL the worker and everything it started, whatever session or group it moved to.
+
+        Safe from any thread. Its jail (``jail.py``) is PID 1's parent in a PID namespace
+        (killing it ends the namespace) or, without namespaces, a child subreaper that
+        keeps every orphan in its tree: the tree is killed first, then the group.
+        """
         with self.lock:
             if not self.reaped:
+                for _ in range(20):
+                    pids = jail.descendants(self.pid)
+                    if not pids:
+                        break
+                    for pid in pids:
+                        try:
+                            os.kill(pid, signal.SIGKILL)
+                        except ProcessLookupError:
+                            pass
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
@@ -339,10 +387,16 @@ class LambdaRuntime:
     """Runs Lambda functions in warm worker processes. Thread-safe."""
 
     def __init__(self, work_dir: Path, node_path: str | None = _DETECT,  # type: ignore[assignment]
-                 python_path: str = sys.executable, max_workers_per_function: int = 4):
+                 python_path: str = sys.executable, max_workers_per_function: int = 4,
+                 hide: tuple[Path, ...] = (), namespaces: bool = True):
         self.work_dir = Path(work_dir)
         self.node_path = shutil.which("node") if node_path is _DETECT else node_path
         self.python_path = python_path
+        self._interpreters: dict[str, str | None] = {}
+        #: Directories a worker must not see (the sandbox home): hidden by its jail where namespaces exist.
+        self.hide = tuple(str(Path(p)) for p in hide)
+        #: Jail workers in user/mount/PID namespaces where the platform allows (False: subreaper only).
+        self.namespaces = namespaces
         self.max_workers = max(1, int(max_workers_per_function))
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, str], _Pool] = {}
@@ -350,6 +404,12 @@ class LambdaRuntime:
         self._code_dirs: dict[str, Path] = {}
         self._code_lock = threading.Lock()
         self._closed = False
+        #: ``spec -> (environment variables, expiry epoch)``: the execution role's temporary credentials
+        #: (AWS_ACCESS_KEY_ID ``ASIA...``, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) for a new worker. Without
+        #: it, workers get no AWS credentials at all. Never the sandbox's own key pair.
+        self.credential_issuer = None
+        #: A warm worker whose credentials expire within this many seconds is replaced before an invoke.
+        self.credential_margin = 300.0
         # Workers are started from one long-lived thread: PR_SET_PDEATHSIG fires when the
         # *thread* that forked a worker exits, and callers' threads (HTTP requests) are short-lived.
         self._spawner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda-spawner")
@@ -369,6 +429,8 @@ class LambdaRuntime:
             if worker is None:
                 worker = self._spawn(spec, command, code_dir, generation)
             result, keep = self._exchange(worker, spec, payload or b"{}", request_id, limit)
+            if worker.note:  # the first invocation of this worker carries its platform note
+                result.init_log, worker.note = worker.note + "\n", None
             return result
         finally:
             self._release(pool, worker, keep)
@@ -376,7 +438,7 @@ class LambdaRuntime:
     def discard(self, function_name: str) -> None:
         """Kill the function's idle workers now, and its busy ones when their invoke ends."""
         with self._lock:
-            pools = [p for (name, _), p in self._pools.items() if name == function_name]
+            pools = [p for (name, *_), p in self._pools.items() if name == function_name]
         for pool in pools:
             with pool.cond:
                 pool.generation += 1
@@ -414,7 +476,7 @@ class LambdaRuntime:
 
     def _command(self, spec: FunctionSpec) -> list[str]:
         if spec.runtime in PYTHON_RUNTIMES or re.fullmatch(r"python3\.\d+", spec.runtime):
-            return [self.python_path, "-u", str(PYTHON_WORKER)]
+            return [self._python_for(spec.runtime)[0], "-u", str(PYTHON_WORKER)]
         if spec.runtime.startswith("nodejs"):
             if not self.node_path:
                 raise RuntimeUnavailable(
@@ -426,11 +488,33 @@ class LambdaRuntime:
             f"Function {spec.name} uses the runtime {spec.runtime!r}, which the sandbox cannot run: use one of "
             f"{', '.join(PYTHON_RUNTIMES + NODEJS_RUNTIMES)}")
 
+    def _python_for(self, runtime: str) -> tuple[str, str | None]:
+        """(interpreter, note): the machine's ``python3.X`` for a ``python3.X`` function when it has one,
+        else the sandbox's own, with the one log line that says so."""
+        own = f"python{sys.version_info.major}.{sys.version_info.minor}"
+        if runtime == own or self.python_path != sys.executable:
+            return self.python_path, None
+        found = self._interpreters.get(runtime, _DETECT)
+        if found is _DETECT:  # look once: is there a working python3.X (a pyenv shim may name one it lacks)?
+            found = shutil.which(runtime)
+            if found:
+                try:
+                    out = subprocess.run([found, "-S", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                                         capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL)
+                    found = found if out.returncode == 0 and out.stdout.strip() == runtime[len("python"):] else None
+                except (OSError, subprocess.TimeoutExpired):
+                    found = None
+            self._interpreters[runtime] = found
+        if found:
+            return found, None
+        return self.python_path, (f"[sandbox] {runtime} is not installed on this machine: this function runs under "
+                                  f"the sandbox's Python {sys.version.split()[0]}.")
+
     def _pool(self, spec: FunctionSpec) -> _Pool:
         with self._lock:
             if self._closed:
                 raise RuntimeUnavailable("The sandbox's Lambda runtime has been shut down; start a new sandbox.")
-            key = (spec.name, spec.version)
+            key = (spec.name, spec.region, spec.version)
             pool = self._pools.get(key)
             if pool is None:
                 pool = self._pools[key] = _Pool(self.max_workers)
@@ -452,7 +536,9 @@ class LambdaRuntime:
                         raise RuntimeUnavailable("The sandbox's Lambda runtime has been shut down.")
                     while pool.idle:
                         worker = pool.idle.pop()  # the most recently used: the warmest
-                        if worker.generation == pool.generation and not worker.exited():
+                        fresh = (worker.credentials_expire is None
+                                 or worker.credentials_expire - time.time() > self.credential_margin)
+                        if worker.generation == pool.generation and fresh and not worker.exited():
                             return worker, pool.generation
                         doomed.append(worker)
                         pool.count -= 1
@@ -483,8 +569,14 @@ class LambdaRuntime:
     def _spawn(self, spec: FunctionSpec, command: list[str], code_dir: Path, generation: int) -> _Worker:
         parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         nonce = secrets.token_hex(8)
-        args = command + [str(child_end.fileno()), nonce, spec.handler, str(os.getpid())]
+        args = ([sys.executable, "-S", "-E", str(JAIL), str(os.getpid()),
+                 "1" if self.namespaces else "0", *self.hide, "--"] + command
+                + [str(child_end.fileno()), nonce, spec.handler, str(os.getpid())])
         env = self._environment(spec, code_dir)
+        expires = None
+        if self.credential_issuer is not None:
+            credentials, expires = self.credential_issuer(spec)
+            env.update(credentials)
         is_node = not spec.runtime.startswith("python")
 
         def start() -> subprocess.Popen:
@@ -502,6 +594,8 @@ class LambdaRuntime:
         finally:
             child_end.close()
         worker = _Worker(proc, parent_end, nonce, generation)
+        worker.credentials_expire = expires
+        worker.note = self._python_for(spec.runtime)[1] if spec.runtime.startswith("python") else None
         with self._lock:
             self._workers.add(worker)
             closed = self._closed
@@ -511,8 +605,7 @@ class LambdaRuntime:
 
     def _environment(self, spec: FunctionSpec, code_dir: Path) -> dict[str, str]:
         today = _dt.datetime.now(_dt.timezone.utc)
-        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC",
-               "AWS_ACCESS_KEY_ID": ACCESS_KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET_ACCESS_KEY}
+        env = {"PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"), "LANG": "C.UTF-8", "TZ": ":UTC"}
         env.update({str(k): str(v) for k, v in (spec.environment or {}).items()})
         env.update({
             "AWS_LAMBDA_FUNCTION_NAME": spec.name,

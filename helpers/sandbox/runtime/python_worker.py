@@ -26,6 +26,8 @@ the shared log pipe into exactly this invocation's output.
 Error documents, log lines and messages follow AWS's Python runtime interface
 client (``aws/aws-lambda-python-runtime-interface-client``, ``bootstrap.py``).
 """
+from __future__ import annotations  # the worker runs under python3.8+ (whatever runtime the function names)
+
 import time
 
 _STARTED = time.perf_counter()

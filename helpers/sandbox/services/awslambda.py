@@ -227,7 +227,29 @@ def _spec(ctx: core.Context, row: Any) -> FunctionSpec:
         name=row["name"], arn=_function_arn(ctx, row["name"]), runtime=row["runtime"], handler=row["handler"],
         code_sha256=row["code_sha256"], code_zip=bytes(row["code"]), timeout=float(row["timeout"]),
         memory_size=row["memory_size"], environment=json.loads(row["environment"] or "{}"),
-        region=ctx.region, version="$LATEST")
+        region=ctx.region, version="$LATEST", role=row["role"])
+
+
+def execution_credentials(ctx: core.Context, spec: FunctionSpec,
+                          extra: dict[str, str] | None = None) -> tuple[dict[str, str], float]:
+    """The environment a new worker of ``spec`` gets for its execution role: (variables, expiry epoch).
+
+    AWS_ACCESS_KEY_ID (``ASIA...``), AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN of a
+    session of the function's role named after the function, as Lambda provides
+    (https://docs.aws.amazon.com/lambda/latest/dg/configuration-envvars.html#configuration-envvars-runtime);
+    ``extra`` is added (the sandbox passes AWS_ENDPOINT_URL and AWS_CA_BUNDLE, so that
+    a handler's boto3 calls reach this sandbox, not AWS).
+    """
+    from helpers.sandbox.services import sts
+
+    role = iam.role_by_arn(ctx, spec.role)
+    if role is None:
+        raise _invalid(f"The role defined for the function cannot be assumed by Lambda: {spec.role} no longer "
+                       "exists. Create it again, or update the function's role.")
+    credential = sts.credentials_for_role(ctx, role, spec.name)
+    env = {"AWS_ACCESS_KEY_ID": credential.access_key_id, "AWS_SECRET_ACCESS_KEY": credential.secret_access_key,
+           "AWS_SESSION_TOKEN": credential.session_token, **(extra or {})}
+    return env, credential.expires_at
 
 
 # --- validation of CreateFunction / UpdateFunctionCode members ------------------------------
@@ -496,12 +518,33 @@ def update_function_code(req: core.Request, ctx: core.Context, FunctionName: str
 
 # --- invocation -----------------------------------------------------------------------------
 
+#: CloudWatch Logs' event limit: 256 KB, counted as the UTF-8 message plus 26 bytes
+#: (https://docs.aws.amazon.com/AmazonCloudWatchLogs/latest/APIReference/API_PutLogEvents.html).
+MAX_LOG_EVENT_BYTES = 256 * 1024 - 26
+
+
+def _chunks(line: str, limit: int = MAX_LOG_EVENT_BYTES) -> list[str]:
+    """``line`` cut into pieces of at most ``limit`` UTF-8 bytes, never inside a character."""
+    data = line.encode("utf-8")
+    if len(data) <= limit:
+        return [line]
+    pieces, start = [], 0
+    while start < len(data):
+        end = min(start + limit, len(data))
+        while end < len(data) and (data[end] & 0xC0) == 0x80:  # a continuation byte: back off to a boundary
+            end -= 1
+        pieces.append(data[start:end].decode("utf-8"))
+        start = end
+    return pieces
+
+
 def _log_events(result: InvokeResult, started_ms: int, ended_ms: int) -> list[tuple[int, str]]:
-    lines = [line for line in result.log.splitlines() if line.strip()]
+    """The invocation's log as CloudWatch events: one per line, long lines split into events of at most 256 KB."""
+    lines = [line for line in (result.init_log + result.log).splitlines() if line.strip()]
     events = []
     for line in lines:
         late = line.startswith(("END RequestId", "REPORT RequestId"))
-        events.append((ended_ms if late else started_ms, line))
+        events.extend((ended_ms if late else started_ms, piece) for piece in _chunks(line))
     return events
 
 
@@ -529,9 +572,29 @@ def invoke_function(ctx: core.Context, spec: FunctionSpec, payload: bytes, *,
     ended = time.time()
     if ctx.logs is not None:
         events = _log_events(result, int(started * 1000), int(ended * 1000))
-        if events:
-            ctx.logs.put_events(group=f"/aws/lambda/{spec.name}", stream=_log_stream(spec, started), events=events)
+        group, stream = f"/aws/lambda/{spec.name}", _log_stream(spec, started)
+        if events and _may_write_logs(ctx, spec, group, stream):
+            ctx.logs.put_events(group=group, stream=stream, events=events)
     return result
+
+
+def _may_write_logs(ctx: core.Context, spec: FunctionSpec, group: str, stream: str) -> bool:
+    """Whether the execution role lets Lambda write this invocation's log, as on AWS.
+
+    Lambda writes with the role's permissions: ``logs:CreateLogStream`` and
+    ``logs:PutLogEvents`` on the stream, and ``logs:CreateLogGroup`` while the group
+    does not exist (https://docs.aws.amazon.com/lambda/latest/dg/monitoring-cloudwatchlogs.html).
+    A role without them (no AWSLambdaBasicExecutionRole) gets no logs at all.
+    """
+    if not spec.role:
+        return True  # a spec built outside the Lambda service (tests of the runtime)
+    base = f"arn:aws:logs:{ctx.region}:{ctx.account_id}:log-group:{group}"
+    stream_arn = f"{base}:log-stream:{stream}"
+    if not (iam.role_allows(ctx, spec.role, "logs:CreateLogStream", stream_arn)
+            and iam.role_allows(ctx, spec.role, "logs:PutLogEvents", stream_arn)):
+        return False
+    exists = getattr(ctx.logs, "group_exists", None)
+    return (exists is not None and exists(group)) or iam.role_allows(ctx, spec.role, "logs:CreateLogGroup", f"{base}:*")
 
 
 def _invoke_in_background(ctx: core.Context, spec: FunctionSpec, payload: bytes) -> None:

@@ -1,7 +1,7 @@
 """IAM for the sandbox: the role operations a Lambda function needs, on AWS's query protocol.
 
 Served: CreateRole, GetRole, DeleteRole, AttachRolePolicy, DetachRolePolicy,
-ListAttachedRolePolicies. Requests are form-encoded (``Action=CreateRole&RoleName=...``,
+ListAttachedRolePolicies, GetPolicy and GetPolicyVersion (AWS managed policies). Requests are form-encoded (``Action=CreateRole&RoleName=...``,
 lists as ``Tags.member.1.Key``); answers are XML in IAM's namespace. Errors use
 IAM's codes and texts: ``EntityAlreadyExists`` (409), ``NoSuchEntity`` (404),
 ``DeleteConflict`` (409), ``MalformedPolicyDocument``, ``InvalidInput`` and
@@ -9,10 +9,15 @@ IAM's codes and texts: ``EntityAlreadyExists`` (409), ``NoSuchEntity`` (404),
 
 Sandbox choices (no real IAM behind it):
 
-- Managed policies are not stored: any name under ``arn:aws:iam::aws:policy/`` is
-  accepted as an AWS-managed policy, and any ``arn:aws:iam::<this account>:policy/...``
-  as a customer-managed one (the sandbox has no CreatePolicy). Policies of another
-  account answer ``NoSuchEntity`` as AWS does for a policy that does not exist.
+- AWS managed policies are shipped as data (``iam_managed_policies.json``: the policies the
+  workbook, the tutorial and AWS's custom-auth docs use, with their documents and default
+  versions as IAM publishes them). Any other policy ARN - a typo such as a missing
+  ``service-role/``, a managed policy the sandbox does not ship, or a customer-managed
+  policy (the sandbox has no CreatePolicy) - answers ``NoSuchEntity`` with AWS's
+  "Policy ARN does not exist or is not attachable."
+- :func:`role_allows` evaluates a role's attached policies the way IAM does (default
+  deny, Allow, explicit Deny wins); Lambda uses it to decide whether a function's logs
+  are written (``logs:CreateLogGroup``, ``logs:CreateLogStream``, ``logs:PutLogEvents``).
 - Role names are unique ignoring case, as in IAM ("Role names are not distinguished
   by case"); lookups ignore case too.
 - Policy documents come back URL-encoded, as IAM sends them; boto3 decodes them to dicts.
@@ -72,11 +77,48 @@ POLICY_ARN_RE = re.compile(r"arn:aws:iam::(aws|\d{12}):policy((?:/[\w+=,.@-]+)*)
 TAG_RE = re.compile(r"[\w\s.:/=+\-@]*")
 
 
+def _db(ctx: core.Context):
+    """IAM's store: global, the same whichever region the request's scope names."""
+    return ctx.iam_store if ctx.iam_store is not None else ctx.store
+
+
+# --- AWS managed policies (data) -----------------------------------------------------------
+
+def _load_managed() -> dict[str, dict[str, Any]]:
+    from pathlib import Path
+    doc = json.loads((Path(__file__).with_name("iam_managed_policies.json")).read_text())
+    return {p["Arn"]: p for p in doc["Policies"]}
+
+
+MANAGED_POLICIES = _load_managed()
+
+
+def managed_policy(arn: str) -> dict[str, Any] | None:
+    """The AWS managed policy ``arn`` names (PolicyName, Arn, Path, DefaultVersionId, Document...), or None."""
+    return MANAGED_POLICIES.get(arn)
+
+
 # --- helpers other services use -------------------------------------------------------------
+
+def role_policies(ctx: core.Context, role_arn: str) -> list[dict[str, Any]]:
+    """The documents of the policies attached to the role ``role_arn`` (none when there is no such role)."""
+    row = _db(ctx).one("SELECT name FROM iam_roles WHERE arn = ?", (role_arn,))
+    if row is None:
+        return []
+    arns = [r["policy_arn"] for r in _db(ctx).all(
+        "SELECT policy_arn FROM iam_role_policies WHERE role_name = ? ORDER BY seq", (row["name"],))]
+    return [MANAGED_POLICIES[a]["Document"] for a in arns if a in MANAGED_POLICIES]
+
+
+def role_allows(ctx: core.Context, role_arn: str, action: str, resource: str) -> bool:
+    """True when the role's attached policies allow ``action`` on ``resource`` (IAM's evaluation)."""
+    from helpers.sandbox.authz import evaluate
+    return evaluate(role_policies(ctx, role_arn), action, resource).allowed
+
 
 def role_by_arn(ctx: core.Context, arn: str) -> dict[str, Any] | None:
     """The role whose ARN is ``arn`` (as a dict of GetRole's members), or None."""
-    row = ctx.store.one("SELECT * FROM iam_roles WHERE arn = ?", (arn,))
+    row = _db(ctx).one("SELECT * FROM iam_roles WHERE arn = ?", (arn,))
     return _role_doc(row, decode_policy=True) if row else None
 
 
@@ -144,7 +186,7 @@ def _role_doc(row: Any, decode_policy: bool = False) -> dict[str, Any]:
 
 
 def _get_row(ctx: core.Context, name: str) -> Any:
-    row = ctx.store.one("SELECT * FROM iam_roles WHERE name = ?", (name,))
+    row = _db(ctx).one("SELECT * FROM iam_roles WHERE name = ?", (name,))
     if row is None:
         raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
     return row
@@ -183,7 +225,7 @@ def _policy_arn(ctx: core.Context, form: dict[str, str]) -> re.Match[str]:
     m = POLICY_ARN_RE.fullmatch(arn)
     if m is None:
         raise core.AwsError("InvalidInput", f"ARN {arn} is not valid.", 400)
-    if m.group(1) not in ("aws", ctx.account_id):
+    if m.group(1) != "aws" or arn not in MANAGED_POLICIES:
         raise core.AwsError("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.", 404)
     return m
 
@@ -212,7 +254,7 @@ def create_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
     _check_policy_document(policy)
     role_id = "AROA" + "".join(secrets.choice(string.ascii_uppercase + string.digits) for _ in range(17))
     arn = f"arn:aws:iam::{ctx.account_id}:role{path}{name}"
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("EntityAlreadyExists", f"Role with name {name} already exists.", 409)
         db.execute("INSERT INTO iam_roles VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -228,7 +270,7 @@ def get_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core
 
 def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if not db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
         if db.execute("SELECT 1 FROM iam_role_policies WHERE role_name = ?", (name,)).fetchone():
@@ -240,7 +282,7 @@ def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
 def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         row = db.execute("SELECT name FROM iam_roles WHERE name = ?", (name,)).fetchone()
         if row is None:
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
@@ -251,7 +293,7 @@ def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str
 def detach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
-    with ctx.store.tx() as db:
+    with _db(ctx).tx() as db:
         if not db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
             raise core.AwsError("NoSuchEntity", f"The role with name {name} cannot be found.", 404)
         gone = db.execute("DELETE FROM iam_role_policies WHERE role_name = ? AND policy_arn = ?", (name, arn)).rowcount
@@ -276,7 +318,7 @@ def list_attached_role_policies(req: core.Request, ctx: core.Context, form: dict
         except ValueError:
             raise core.AwsError("InvalidInput", "Invalid Marker: pass the Marker value of the previous response.", 400) from None
     prefix = form.get("PathPrefix", "/")
-    rows = ctx.store.all("SELECT seq, policy_arn FROM iam_role_policies WHERE role_name = ? AND seq > ? ORDER BY seq",
+    rows = _db(ctx).all("SELECT seq, policy_arn FROM iam_role_policies WHERE role_name = ? AND seq > ? ORDER BY seq",
                          (name, after))
     matching = []
     for row in rows:
@@ -290,6 +332,38 @@ def list_attached_role_policies(req: core.Request, ctx: core.Context, form: dict
     return _answer("ListAttachedRolePolicies", req, result)
 
 
+def _policy_doc(policy: dict[str, Any]) -> dict[str, Any]:
+    return {"PolicyName": policy["PolicyName"], "PolicyId": policy["PolicyId"], "Arn": policy["Arn"],
+            "Path": policy["Path"], "DefaultVersionId": policy["DefaultVersionId"], "AttachmentCount": 0,
+            "PermissionsBoundaryUsageCount": 0, "IsAttachable": True, "CreateDate": policy["CreateDate"],
+            "UpdateDate": policy["UpdateDate"]}
+
+
+def _known_policy(form: dict[str, str]) -> dict[str, Any]:
+    arn = _required(form, "PolicyArn")
+    if not POLICY_ARN_RE.fullmatch(arn):
+        raise core.AwsError("InvalidInput", f"ARN {arn} is not valid.", 400)
+    policy = MANAGED_POLICIES.get(arn)
+    if policy is None:
+        raise core.AwsError("NoSuchEntity", f"Policy {arn} does not exist or is not attachable.", 404)
+    return policy
+
+
+def get_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+    return _answer("GetPolicy", req, {"Policy": _policy_doc(_known_policy(form))})
+
+
+def get_policy_version(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+    policy = _known_policy(form)
+    version = _required(form, "VersionId")
+    if version != policy["DefaultVersionId"]:
+        raise core.AwsError("NoSuchEntity", f"Policy {policy['Arn']} version {version} does not exist or is not "
+                            "attachable.", 404)
+    return _answer("GetPolicyVersion", req, {"PolicyVersion": {
+        "Document": quote(json.dumps(policy["Document"]), safe=""), "VersionId": version,
+        "IsDefaultVersion": True, "CreateDate": policy["UpdateDate"]}})
+
+
 OPERATIONS = {
     "CreateRole": create_role,
     "GetRole": get_role,
@@ -297,6 +371,8 @@ OPERATIONS = {
     "AttachRolePolicy": attach_role_policy,
     "DetachRolePolicy": detach_role_policy,
     "ListAttachedRolePolicies": list_attached_role_policies,
+    "GetPolicy": get_policy,
+    "GetPolicyVersion": get_policy_version,
 }
 
 

@@ -106,8 +106,9 @@ def authorizer_arn(ctx: core.Context, name: str) -> str:
     return f"arn:aws:iot:{ctx.region}:{ctx.account_id}:authorizer/{name}"
 
 
-def get_authorizer(ctx: core.Context, name: str) -> dict | None:
-    """The authorizer called ``name`` as a plain dict, or None when there is none."""
+def get_authorizer(ctx: core.Context, name: str, region: str | None = None) -> dict | None:
+    """The authorizer called ``name`` in ``region`` (None: the context's) as a plain dict, or None."""
+    ctx = ctx.in_region(region)
     row = ctx.store.one("SELECT * FROM iot_authorizers WHERE name = ?", (name,))
     if row is None:
         return None
@@ -125,9 +126,28 @@ def get_authorizer(ctx: core.Context, name: str) -> dict | None:
     }
 
 
-def default_authorizer_name(ctx: core.Context) -> str | None:
-    """The name set with SetDefaultAuthorizer, or None."""
-    return ctx.store.get_setting(DEFAULT_AUTHORIZER_SETTING)
+def default_authorizer_name(ctx: core.Context, region: str | None = None) -> str | None:
+    """The name set with SetDefaultAuthorizer in ``region`` (None: the context's), or None."""
+    return ctx.in_region(region).store.get_setting(DEFAULT_AUTHORIZER_SETTING)
+
+
+#: Host names of the data endpoint: ``localhost`` for the default region, ``REGION.localhost`` for the
+#: others (RFC 6761 keeps ``*.localhost`` for loopback; curl, browsers and systemd-resolved resolve it).
+def data_endpoint_host(ctx: core.Context) -> str:
+    """The host name DescribeEndpoint gives for the data endpoint of ``ctx``'s region."""
+    return "localhost" if ctx.region == core.REGION else f"{ctx.region}.localhost"
+
+
+def data_endpoint_region(ctx: core.Context, server_name: str | None) -> str:
+    """The region a device reached, from the host name it connected with (TLS SNI).
+
+    ``localhost``, an IP address or no SNI: the default region; ``REGION.localhost``: REGION
+    (any other name: the default region too).
+    """
+    name = (server_name or "").lower().rstrip(".")
+    if name.endswith(".localhost") and name[:-len(".localhost")] in core.REGIONS:
+        return name[:-len(".localhost")]
+    return core.REGION
 
 
 # --- errors -----------------------------------------------------------------------------------
@@ -576,6 +596,8 @@ def describe_endpoint(req: core.Request, ctx: core.Context) -> Response:
         raise _invalid(f"Endpoint type {_shown(endpoint_type)!r} is not valid. Valid types: "
                        f"{', '.join(ENDPOINT_TYPES)} (use iot:Data-ATS for devices).")
     address = ctx.endpoints.get(endpoint_type)
+    if address and address.startswith("localhost:"):
+        address = f"{data_endpoint_host(ctx)}:{address.split(':', 1)[1]}"
     if not address:
         served = ", ".join(t for t in ENDPOINT_TYPES if ctx.endpoints.get(t)) or "none"
         raise _invalid(f"The sandbox does not serve an {endpoint_type} endpoint (served: {served}).")

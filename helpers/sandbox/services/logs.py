@@ -144,6 +144,13 @@ class LogSink:
             self._pending += 1
             self._cond.notify_all()
 
+    def group_exists(self, group: str) -> bool:
+        """True when the log group exists or events for it are queued (Lambda asks before CreateLogGroup)."""
+        with self._cond:
+            if any(batch[0] == group for batch in self._queue):
+                return True
+        return self.store.one("SELECT 1 FROM log_groups WHERE name = ?", (group,)) is not None
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until every queued event is in the database; True when it is."""
         deadline = time.monotonic() + timeout
