@@ -101,6 +101,8 @@ class DataApp:
         self.broker = broker
         self.mqtt = mqtt
         self.authorization = authorization   # (ctx, authorizer, result, connection) -> MQTT Authorization
+        self._cache: OrderedDict[tuple, tuple[float, authz.AuthorizerResult]] = OrderedDict()
+        self._cache_lock = threading.Lock()
 
     def context(self, req: Request) -> core.Context:
         """The context of the region this request reached (from the host name in its TLS SNI)."""

@@ -52,6 +52,10 @@ class Limits:
     idle_timeout: float = 60.0
     #: Each read of a request body must make progress within this many seconds.
     body_timeout: float = 30.0
+    #: After refusing a request from its head: at most this much of its body is read and dropped, ...
+    linger_bytes: int = 1024 * 1024
+    #: ... waiting at most this long for each part, so that the client gets to read the answer.
+    linger_seconds: float = 2.0
 
 
 @dataclass
@@ -107,12 +111,14 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, app:
                     resp = _too_large(declared, app.max_body)
             if resp is not None:  # answered from the head: the body is never read, so the connection ends
                 await _send(writer, h, resp, close=True)
+                await _linger(reader, limits)
                 return
             if h.client_is_waiting_for_100_continue:
                 writer.write(h.send(h11.InformationalResponse(status_code=100, headers=[])))
             body = await _read_body(h, reader, limits, app.max_body)
             if body is None:
                 await _send(writer, h, _too_large(None, app.max_body), close=True)
+                await _linger(reader, limits)
                 return
             req.body = body
             try:
@@ -184,6 +190,21 @@ async def _read(reader: asyncio.StreamReader, timeout: float) -> bytes:
         raise
     finally:
         timer.cancel()
+
+
+async def _linger(reader: asyncio.StreamReader, limits: Limits) -> None:
+    """After refusing a request whose body is still coming, read and drop a bounded amount of it before
+    closing: closing with unread data makes the kernel reset the connection, and the client may then lose
+    the answer before reading it (nginx's "lingering close"). Nothing is kept."""
+    left = limits.linger_bytes
+    try:
+        while left > 0:
+            data = await _read(reader, limits.linger_seconds)
+            if not data:
+                return
+            left -= len(data)
+    except (_Closed, ConnectionError, OSError):
+        return
 
 
 async def _read_body(h: h11.Connection, reader: asyncio.StreamReader, limits: Limits, max_body: int) -> bytes | None:
