@@ -1,11 +1,18 @@
-# iot-custom-auth-workbook: every target bootstraps .venv from requirements.txt when it is missing or stale.
+# iot-custom-auth-workbook. Every target first checks .venv against requirements.txt (scripts/venv.py):
+# a .venv that matches is used as it is, whatever made it; one that does not match is reported, never
+# silently re-installed from the network; only a missing or broken .venv is (re)created.
 # Plain commands for a machine without make are in README.md.
 SHELL := /bin/bash
 .SHELLFLAGS := -o errexit -o pipefail -o nounset -c
-PYTHON ?= python3
+# The Python that creates .venv; empty: python3, or the newest python3.1x on PATH if python3 is too old.
+PYTHON ?=
+# A wheelhouse folder to install from, with no network: make venv OFFLINE=wheels/
+OFFLINE ?=
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# Runs scripts/venv.py (stdlib only; it judges the Python named by PYTHON before using it).
+BOOT := $$(command -v python3 || echo $(or $(PYTHON),python3))
+READY = @$(BOOT) scripts/venv.py check --python "$(PYTHON)" --offline "$(OFFLINE)"
 # Tests and headless runs use their own sandbox home and workbook state, never the learner's.
 RUN_ENV := IOT_SANDBOX_HOME=$(CURDIR)/build/sandbox WORKBOOK_STATE_DIR=$(CURDIR)/build/workbook-state
 
@@ -19,25 +26,27 @@ help:
 	@echo "make bench  run the benchmarks"
 	@echo "make clean  remove build output (keeps .venv and your .workbook state)"
 
-venv: $(STAMP)
-$(STAMP): requirements.txt
-	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
-	@touch $(STAMP)
+venv:
+	@$(BOOT) scripts/venv.py ensure --python "$(PYTHON)" --offline "$(OFFLINE)"
 
-run: $(STAMP)
+run:
+	$(READY)
 	$(RUN_ENV) $(PY) scripts/nb.py run
 
-test: $(STAMP)
+test:
+	$(READY)
 	$(RUN_ENV) $(PY) scripts/test.py
 
-unit: $(STAMP)
+unit:
+	$(READY)
 	$(RUN_ENV) $(PY) -m pytest
 
-lab: $(STAMP)
+lab:
+	$(READY)
 	$(PY) -m jupyter lab notebooks/
 
-bench: $(STAMP)
+bench:
+	$(READY)
 	$(PY) bench/run_all.py
 
 clean:
