@@ -16,7 +16,14 @@ READY = @$(BOOT) scripts/venv.py check --python "$(PYTHON)" --offline "$(OFFLINE
 # Tests and headless runs use their own sandbox home and workbook state, never the learner's.
 RUN_ENV := IOT_SANDBOX_HOME=$(CURDIR)/build/sandbox WORKBOOK_STATE_DIR=$(CURDIR)/build/workbook-state
 
-.PHONY: help venv run test unit lab bench clean
+# make wheelhouse: where, and for which Pythons/platforms (empty: this one)
+WHEELS ?= wheels
+PYTHONS ?=
+PLATFORMS ?=
+# The venv's Python when there is one, else python3 (make wheelhouse, lock).
+ANY_PY := $$(test -x $(PY) && echo $(PY) || echo python3)
+
+.PHONY: help venv run test unit lab bench clean wheelhouse lock reset catch-up progress
 .DEFAULT_GOAL := help
 
 help:
@@ -25,9 +32,20 @@ help:
 	@echo "make lab    open JupyterLab on the workbook"
 	@echo "make bench  run the benchmarks"
 	@echo "make clean  remove build output (keeps .venv and your .workbook state)"
+	@echo "make venv [OFFLINE=wheels/]   create or complete .venv (from the index, or only from a wheelhouse)"
+	@echo "make wheelhouse [WHEELS=wheels PYTHONS='3.11 3.12' PLATFORMS='...']   download everything for offline"
+	@echo "make lock   regenerate requirements.lock from requirements.txt (after changing a pin)"
+	@echo "make reset / make catch-up TO=NN / make progress   classroom tools (README, For instructors)"
 
 venv:
 	@$(BOOT) scripts/venv.py ensure --python "$(PYTHON)" --offline "$(OFFLINE)"
+
+wheelhouse:
+	@$(ANY_PY) scripts/wheelhouse.py --dest "$(WHEELS)" --python-versions "$(PYTHONS)" --platforms "$(PLATFORMS)"
+
+lock:
+	@$(BOOT) scripts/venv.py ensure --no-lock --python "$(PYTHON)" --offline "$(OFFLINE)"
+	@$(PY) scripts/lock.py
 
 run:
 	$(READY)

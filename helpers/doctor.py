@@ -1,7 +1,7 @@
 """Self-check for a learner's or an instructor's machine: ``python -m helpers.doctor``.
 
 It never lies and never crashes: it runs with only the standard library (before set-up, with
-any Python 3.10+, in anyone's checkout), and says ``READY`` (exit status 0) only when the
+any Python 3.11+, in anyone's checkout), and says ``READY`` (exit status 0) only when the
 workbook will really run here, because it checked what the workbook runs on:
 
 - the platform (not Windows natively, not a Windows drive under WSL) and the Python;
@@ -40,7 +40,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OK, FAIL, NOTE = "ok", "FAIL", "note"
-MINIMUM = (3, 10)
+MINIMUM = (3, 11)  # as scripts/venv.py: ipykernel 7.4.0 requires Python >=3.11
 INSTALL_FIX = "`make venv` (online) or `make venv OFFLINE=wheels/` (from the instructor's wheelhouse)"
 TOOLS = {
     "openssl": ("version", "optional: notebook 02 shows the matching openssl lines"),
@@ -95,7 +95,7 @@ def check_host() -> Check:
 def check_python() -> Check:
     version = ".".join(map(str, sys.version_info[:3]))
     if sys.version_info[:2] < MINIMUM:
-        return Check("python", FAIL, f"{version} is too old; the workbook needs 3.10 or newer",
+        return Check("python", FAIL, f"{version} is too old; the workbook needs 3.11 or newer",
                      "install Python 3.12 (python.org, brew, apt), then `make venv PYTHON=python3.12`")
     where = "this checkout's .venv" if _is_own_venv() else sys.prefix
     return Check("python", OK, f"{version} ({where})")

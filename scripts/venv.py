@@ -29,16 +29,17 @@ import subprocess
 import sys
 import tempfile
 
-MINIMUM = (3, 10)
+MINIMUM = (3, 11)  # ipykernel 7.4.0 and ipython 9 require Python >=3.11
 #: Tried in this order when PYTHON is not given and python3 is too old.
-CANDIDATES = ("python3", "python3.13", "python3.12", "python3.11", "python3.10", "python3.14")
+CANDIDATES = ("python3", "python3.13", "python3.12", "python3.11", "python3.14")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REQUIREMENTS = os.path.join(ROOT, "requirements.txt")
 LOCK = os.path.join(ROOT, "requirements.lock")
 PROJECT = "iot-custom-auth-workbook"
 FIX = "Fix: `make venv` (online), or `make venv OFFLINE=wheels/` from a wheelhouse (see README, For instructors)."
 HOW_TO_GET_PYTHON = ("Get one: macOS `brew install python@3.12` (or python.org); Debian/Ubuntu/WSL "
-                     "`sudo apt install python3 python3-venv`; Fedora `sudo dnf install python3`; then run "
+                     "`sudo apt install python3 python3-venv` (Ubuntu 22.04, whose python3 is 3.10: `sudo apt install python3.11 "
+                     "python3.11-venv`); Fedora `sudo dnf install python3`; then run "
                      "`make venv PYTHON=python3.12` (the name of the one you installed).")
 
 # Run inside a venv's Python: what it is and what it has. Kept to syntax any Python 3 parses.

@@ -100,7 +100,7 @@ def test_a_venv_made_with_an_old_python_is_replaced(tmp_path, capsys):
     venv = tmp_path / "venv"
     fake_python(venv / "bin" / "python", version="3.9.6")
     assert venv_script.usable_or_replace(str(venv)) is None and not venv.exists()
-    assert "made with Python 3.9.6, and the workbook needs 3.10 or newer" in capsys.readouterr().out
+    assert "made with Python 3.9.6, and the workbook needs 3.11 or newer" in capsys.readouterr().out
 
 
 def test_a_too_old_python_gets_one_line_naming_what_works(tmp_path):
@@ -108,7 +108,7 @@ def test_a_too_old_python_gets_one_line_naming_what_works(tmp_path):
     with pytest.raises(SystemExit) as exit_:
         venv_script.choose_python(str(old))
     message = str(exit_.value.code)
-    assert "Python 3.9.6" in message and "needs Python 3.10 or newer" in message and "brew install" in message
+    assert "Python 3.9.6" in message and "needs Python 3.11 or newer" in message and "brew install" in message
     assert "\n" not in message
 
 
