@@ -67,5 +67,19 @@ bench:
 	$(READY)
 	$(PY) bench/run_all.py
 
+# Classroom tools: these work on the learner's own state and sandbox (.workbook/), not build/'s.
+reset:
+	$(READY)
+	$(PY) scripts/classroom.py reset
+
+catch-up:
+	$(READY)
+	@test -n "$(TO)" || { echo "make catch-up TO=NN: NN is the notebook to catch up to (e.g. TO=05)" >&2; exit 2; }
+	$(PY) scripts/nb.py catch-up "$(TO)"
+
+progress:
+	$(READY)
+	@$(PY) -m helpers.progress
+
 clean:
 	rm -rf build
