@@ -12,6 +12,7 @@ committed with its outputs, which nbval compares on every test run.
     python scripts/nb.py execute [NAMES...]   # run in place, in order, in the build environment
     python scripts/nb.py all [NAMES...]       # both
     python scripts/nb.py run                  # `make run`: execute copies into build/executed/
+    python scripts/nb.py catch-up NN          # `make catch-up TO=NN`: the notebooks before NN, in YOUR state
 
 The build step also writes each notebook's navigation line (Back / Contents /
 Next) from the sorted list of notebooks, so the links never go stale. Only an
@@ -119,16 +120,20 @@ def clean(nb: nbformat.NotebookNode) -> None:
                     output["metadata"] = {}
 
 
-def execute(names: list[str], out_dir: Path | None = None, report=None) -> bool:
+def execute(names: list[str], out_dir: Path | None = None, report=None, own_homes: bool = True,
+            on_pass=None) -> bool:
     """Run each notebook in order in a fresh kernel; stop at the first failure (later ones build on it).
 
     Writes the executed notebook in place, or into ``out_dir``. ``report(name, ok, seconds, detail)``
-    is called after each notebook.
+    is called after each notebook, and ``on_pass(name)`` after each that passed. With ``own_homes``
+    (the default) the runs use build/'s sandbox and state unless the environment names others;
+    without, the learner's own (``make catch-up``).
     """
-    env_defaults = {"IOT_SANDBOX_HOME": str(ROOT / "build" / "sandbox"),
-                    "WORKBOOK_STATE_DIR": str(ROOT / "build" / "workbook-state")}
-    for key, value in env_defaults.items():
-        os.environ.setdefault(key, value)
+    if own_homes:
+        env_defaults = {"IOT_SANDBOX_HOME": str(ROOT / "build" / "sandbox"),
+                        "WORKBOOK_STATE_DIR": str(ROOT / "build" / "workbook-state")}
+        for key, value in env_defaults.items():
+            os.environ.setdefault(key, value)
     ok = True
     for name in names:
         path = NOTEBOOKS / f"{name}.ipynb"
@@ -151,6 +156,8 @@ def execute(names: list[str], out_dir: Path | None = None, report=None) -> bool:
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
         (report or _print_report)(name, ok, time.monotonic() - started, detail)
+        if ok and on_pass is not None:
+            on_pass(name)
         if not ok:
             break
     return ok
@@ -160,10 +167,45 @@ def _print_report(name: str, ok: bool, seconds: float, detail: str) -> None:
     print(f"{name:<32} {'pass' if ok else 'FAIL'} {seconds:6.1f} s  {detail}".rstrip(), flush=True)
 
 
+def catch_up(to: str) -> int:
+    """Run, in the learner's own state and sandbox, every notebook before ``to`` (clean-up excepted).
+
+    Executed copies go to build/catch-up/ (the learner's notebooks, edits and all, are not touched);
+    the sandbox is left running; each notebook that passes is marked done for ``helpers.progress``.
+    """
+    everything = all_names()
+    number = to.strip()[:2]
+    if not (len(number) == 2 and number.isdigit()) or not any(n.startswith(number + "-") for n in everything):
+        print(f"TO={to!r} names no notebook: use a two-digit number of one of "
+              f"{', '.join(n[:2] for n in everything)} (e.g. make catch-up TO=05).", file=sys.stderr)
+        return 2
+    before = [n for n in everything if n[:2] < number and "cleanup" not in n]
+    if not before:
+        print(f"Nothing to catch up: {number} is the first notebook.")
+        return 0
+    sys.path.insert(0, str(ROOT))
+    from helpers.progress import mark_done
+    from helpers.state import WorkbookState
+
+    state = WorkbookState.load()
+    print(f"Catching up to {number}: running {', '.join(n[:2] for n in before)} in your workbook state "
+          f"({state.path}); your notebooks are not changed, copies go to build/catch-up/.", flush=True)
+    ok = execute(before, out_dir=ROOT / "build" / "catch-up", own_homes=False, on_pass=lambda n: mark_done(state, n))
+    target = next(n for n in everything if n.startswith(number + "-"))
+    print(f"Caught up: open notebooks/{target}.ipynb and run it from the top." if ok else
+          "Stopped at the notebook above: open it and run it from the top to see the message in context.")
+    return 0 if ok else 1
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("build", "execute", "all", "run"):
+    if not argv or argv[0] not in ("build", "execute", "all", "run", "catch-up"):
         print(__doc__)
         return 2
+    if argv[0] == "catch-up":
+        if len(argv) != 2:
+            print("usage: python scripts/nb.py catch-up NN   (make catch-up TO=NN)", file=sys.stderr)
+            return 2
+        return catch_up(argv[1])
     names = [Path(n).stem for n in argv[1:]] or all_names()
     if argv[0] == "run":
         started = time.monotonic()
