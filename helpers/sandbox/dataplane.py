@@ -29,7 +29,6 @@ how long it took, and which policy statement decided.
 """
 from __future__ import annotations
 
-import datetime as dt
 import json
 import logging
 import threading
@@ -39,7 +38,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from . import authz, core, mqtt_ws
+from . import authz, core, iot_logs, mqtt_ws
 from .core import Request, Response
 from .runtime import RuntimeUnavailable
 from .services import awslambda, iot
@@ -267,12 +266,7 @@ class DataApp:
 
     # --- AWSIotLogsV2 ---------------------------------------------------------------------------------
     def _log(self, req: Request, trace: Trace, status: str, reason: str | None, details: str | None) -> None:
-        if self.ctx.logs is None:
-            return
-        now = dt.datetime.now(dt.timezone.utc)
         entry = {
-            "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}",
-            "logLevel": "INFO" if status == "Success" else "ERROR",
             "traceId": trace.trace_id,
             "accountId": self.ctx.account_id,
             "status": status,
@@ -295,8 +289,5 @@ class DataApp:
             "cachedDecision": trace.cached,
             "decidedBy": trace.deciding,
         }
-        stream = f"{now:%Y/%m/%d}/device-gateway"
-        try:
-            self.ctx.logs.put_events(LOG_GROUP, stream, [(int(now.timestamp() * 1000), json.dumps(entry))])
-        except Exception:  # a log write must never turn an answer into a 500
-            log.exception("could not write the AWSIotLogsV2 entry")
+        # written only when SetV2LoggingOptions turned logging on at this level, as on AWS
+        iot_logs.write(self.ctx, entry, level=iot_logs.level_for(status))

@@ -35,10 +35,8 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 import functools
 import hashlib
-import json
 import logging
 import select
 import socket
@@ -133,14 +131,10 @@ def websocket_upgrade(req: Request, ctx: core.Context, broker) -> Response:
 
 
 def _log_refusal(ctx, req: Request, details: str) -> None:
-    """An AWSIotLogsV2 entry for a refused connection, like the data endpoint's publish entries."""
-    logs = getattr(ctx, "logs", None)
-    if logs is None:
-        return
-    now = dt.datetime.now(dt.timezone.utc)
-    entry = {
-        "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}",
-        "logLevel": "ERROR",
+    """An AWSIotLogsV2 entry for a refused connection (ERROR), when AWS IoT logging is on."""
+    from helpers.sandbox import iot_logs
+
+    iot_logs.write(ctx, {
         "traceId": str(uuid.uuid4()),
         "accountId": getattr(ctx, "account_id", core.ACCOUNT_ID),
         "status": "Failure",
@@ -150,12 +144,7 @@ def _log_refusal(ctx, req: Request, details: str) -> None:
         "sourcePort": req.client_address[1],
         "reason": "AUTHENTICATION_FAILURE",
         "details": f"MQTT over WebSocket (SigV4): {details}",
-    }
-    try:
-        logs.put_events(LOG_GROUP, f"{now:%Y/%m/%d}/device-gateway",
-                        [(int(now.timestamp() * 1000), json.dumps(entry))])
-    except Exception:  # a log write must never break the answer
-        log.exception("could not write the AWSIotLogsV2 entry")
+    }, level="ERROR")
 
 
 # --- the relay -------------------------------------------------------------------------------------------
