@@ -117,8 +117,8 @@ def one_line(error: BaseException, user_ns: dict | None = None) -> str | None:
         return f"AWS error {code}{where}: {message} -> fix: {fix} {TRACEBACK_HINT}"
     if botocore is not None and isinstance(error, (botocore.exceptions.EndpointConnectionError,
                                                    botocore.exceptions.ConnectTimeoutError)):
-        return (f"{name}: {error}. Is the target reachable? On the sandbox: `.venv/bin/python -m helpers.sandbox "
-                f"status`, then re-run this notebook's first cell {TRACEBACK_HINT}")
+        url = str(getattr(error, "kwargs", {}).get("endpoint_url", ""))
+        return f"{name}: could not reach {url or 'the endpoint'}. {_unreachable_hint(url)} {TRACEBACK_HINT}"
     if botocore is not None and isinstance(error, botocore.exceptions.NoCredentialsError):
         return (f"{name}: boto3 found no AWS credentials: run `aws configure` or choose the sandbox target in "
                 f"notebook 00 {TRACEBACK_HINT}")
@@ -133,9 +133,8 @@ def one_line(error: BaseException, user_ns: dict | None = None) -> str | None:
                 f"(curl: --cacert \"$CA_BUNDLE\") {TRACEBACK_HINT}")
     if isinstance(error, requests.exceptions.ConnectionError):
         url = getattr(getattr(error, "request", None), "url", None) or ""
-        return (f"ConnectionError: could not reach {url.split('?')[0] or 'the server'}. On the sandbox run "
-                f"`.venv/bin/python -m helpers.sandbox status`; if it moved or stopped, re-run this notebook's first "
-                f"cell {TRACEBACK_HINT}")
+        return (f"ConnectionError: could not reach {url.split('?')[0] or 'the server'}. {_unreachable_hint(url)} "
+                f"{TRACEBACK_HINT}")
     if isinstance(error, requests.exceptions.HTTPError):
         resp = getattr(error, "response", None)
         status = getattr(resp, "status_code", "?")
@@ -144,6 +143,29 @@ def one_line(error: BaseException, user_ns: dict | None = None) -> str | None:
     if isinstance(error, requests.exceptions.RequestException):
         return f"{name}: {error} {TRACEBACK_HINT}"
     return None
+
+
+def _unreachable_hint(url: str) -> str:
+    """What to do when ``url`` did not answer: for the sandbox, where it runs now (or that it stopped)."""
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if (parsed.hostname or "") not in ("localhost", "127.0.0.1"):
+        return "Check your network and the endpoint (wb.data_endpoint, describe-endpoint)."
+    try:
+        from helpers import sandbox
+        current = sandbox.status()
+    except Exception:  # the hint must never fail
+        current = None
+    if current is None:
+        return ("The sandbox is not running: start it with `.venv/bin/python -m helpers.sandbox start` (or re-run "
+                "this notebook's first cell), then run this cell again.")
+    ports = {int(current.endpoint_url.rsplit(":", 1)[1]), int(current.data_endpoint.rsplit(":", 1)[1])}
+    if parsed.port in ports:
+        return "The sandbox runs on that port but did not answer: run this cell again in a moment."
+    return (f"The sandbox was restarted and now answers at {current.endpoint_url} (data endpoint "
+            f"{current.data_endpoint}): the ports changed because the old ones were taken. Run this notebook "
+            "from the top so that every client uses the new ports.")
 
 
 def _handled_types() -> tuple[type, ...]:

@@ -129,6 +129,9 @@ class Sandbox:
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
                 port = last if last and _port_free(last) else 0
+            # the data endpoint and the broker keep their ports too (open notebooks keep working after a restart)
+            self.data_port = self.data_port or _last_free_port(self.store, "data_port")
+            self.mqtt_port = self.mqtt_port or _last_free_port(self.store, "mqtt_port")
             self.runtime = LambdaRuntime(self.home / "lambda")
             ctx = core.Context(store=self.store, runtime=self.runtime, home=self.home)
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
@@ -144,6 +147,8 @@ class Sandbox:
             for server in self._servers:
                 server.serve_in_thread()
             self.store.set_setting("api_port", str(api_server.port))
+            self.store.set_setting("data_port", str(data_server.port))
+            self.store.set_setting("mqtt_port", str(self.broker.port))
             info = {
                 "pid": os.getpid(),
                 "home": str(self.home),
@@ -202,9 +207,17 @@ class Sandbox:
             self._lock = None
 
 
+def _last_free_port(store, setting: str) -> int:
+    """The port this home last used for ``setting`` when it is free now, else 0 (any free port)."""
+    last = int(store.get_setting(setting, "0") or 0)
+    return last if last and _port_free(last) else 0
+
+
 def _port_free(port: int) -> bool:
     import socket
     with socket.socket() as s:
+        # as the servers bind: a port whose old connections linger in TIME_WAIT is free to listen on
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:
