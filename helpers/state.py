@@ -81,6 +81,7 @@ NAME_RULES = {
     "function": (re.compile(r"[a-zA-Z0-9-_]+"), 64),
     "role": (re.compile(r"[\w+=,.@-]+"), 64),
     "statement_id": (re.compile(r"([a-zA-Z0-9-_]+)"), 100),
+    "logging_role": (re.compile(r"[\w+=,.@-]+"), 64),
 }
 
 
@@ -92,6 +93,7 @@ class Names:
     role: str
     authorizer: str
     statement_id: str
+    logging_role: str
 
     @classmethod
     def for_suffix(cls, suffix: str) -> "Names":
@@ -100,6 +102,7 @@ class Names:
             role=f"custom-auth-function-role-{suffix}",
             authorizer=f"my-new-authorizer-{suffix}",
             statement_id=f"Id-{suffix}",
+            logging_role=f"custom-auth-iot-logging-role-{suffix}",
         )
         for field, (pattern, limit) in NAME_RULES.items():
             value = getattr(names, field)

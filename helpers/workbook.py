@@ -183,7 +183,7 @@ def open_workbook(target: str | None = None, state: WorkbookState | None = None)
         session = boto3.session.Session(aws_access_key_id=settings.access_key_id,
                                         aws_secret_access_key=settings.secret_access_key,
                                         region_name=state.region, botocore_session=_isolated_botocore())
-        return Workbook(state, target, session, settings.endpoint_url, str(settings.ca_bundle), settings)
+        return _checked(Workbook(state, target, session, settings.endpoint_url, str(settings.ca_bundle), settings))
     refuse_sandbox_settings_for_aws()
     session = boto3.session.Session(region_name=state.region)
     if session.get_credentials() is None:
@@ -191,7 +191,25 @@ def open_workbook(target: str | None = None, state: WorkbookState | None = None)
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), then re-run this cell; "
                             "or choose the sandbox target in notebook 00.")
     # AWS_CA_BUNDLE is what boto3 trusts too; requests and the MQTT watcher get the same bundle (None = system's)
-    return Workbook(state, target, session, ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None)
+    return _checked(Workbook(state, target, session, ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None))
+
+
+def _checked(wb: Workbook) -> Workbook:
+    """Once per state file: say so when workbook resources exist that it does not record (a lost state file)."""
+    if wb.state.resources() or wb.state.get(f"orphans_checked_{wb.target}"):
+        return wb
+    from .cleanup import find_orphans
+
+    try:
+        orphans = find_orphans(wb)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        print(f"(could not look for earlier workbook resources: {error})")
+        return wb
+    if orphans.resources:
+        print(f"Note: {orphans.summary()} This state file is new (suffix {wb.state.suffix}); run "
+              "09-cleanup.ipynb to delete the earlier ones, or carry on: they will not collide.")
+    wb.state.set(**{f"orphans_checked_{wb.target}": True})
+    return wb
 
 
 #: The sandbox's access key ids start with this (helpers.sandbox generates one per home).
