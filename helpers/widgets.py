@@ -110,7 +110,9 @@ class TargetChooser(widgets.VBox):
         return self.workbook
 
     def __repr__(self) -> str:
-        return f"TargetChooser(target={self.target.value!r}, region={self.region.value!r})"
+        # What a notebook shows where the live widget is not (an unrun cell, GitHub, a reopened file).
+        return (f"Run this cell to show the target chooser (recorded: target {self.target.value}, "
+                f"region {self.region.value}).")
 
 
 def target_chooser(state=None) -> TargetChooser:
@@ -228,7 +230,7 @@ class ArnInput(widgets.VBox):
         self.text.value = new
 
     def __repr__(self) -> str:
-        return f"ArnInput({self.text.description!r}, valid={self.error is None})"
+        return f"Run this cell to show the {self.text.description.rstrip(':')} box."
 
 
 def arn_input(label: str, value: str, validator: Callable[[str], str | None]) -> ArnInput:
@@ -276,7 +278,7 @@ class ActionTokenSender(widgets.VBox):
         return result
 
     def __repr__(self) -> str:
-        return f"ActionTokenSender(action_token={self.action_token.value!r})"
+        return "Run this cell to show the allow/deny sender."
 
 
 def action_token_sender(send_fn: Callable[[str], Any]) -> ActionTokenSender:
@@ -379,7 +381,7 @@ class MessageView(widgets.VBox):
         super().close()
 
     def __repr__(self) -> str:
-        return "MessageView()"
+        return "Run this cell to show the live message view."
 
 
 def _html_table(messages: list, shown: int) -> str:

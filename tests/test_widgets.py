@@ -134,7 +134,7 @@ def test_target_chooser_records_the_sandbox_target(dirs):
     assert chooser.error is None and chooser.workbook.target == "sandbox"
     shown = widgets._output_text(chooser.output)
     assert shown.startswith("✓ Recorded.") and "target:   sandbox" in shown and state.suffix in shown
-    assert repr(chooser) == "TargetChooser(target='sandbox', region='eu-west-1')"
+    assert repr(chooser) == "Run this cell to show the target chooser (recorded: target sandbox, region eu-west-1)."
 
 
 def test_target_chooser_shows_a_bad_region_without_raising(dirs):

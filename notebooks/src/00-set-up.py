@@ -11,7 +11,7 @@
 # 2. How one set of boto3 calls reaches either target: only the endpoint and credentials change.
 # 3. How to ask AWS who you are (`sts get-caller-identity`) and read the answer.
 #
-# **Time to learn:** 10 minutes
+# **Time to learn:** 10 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -28,7 +28,7 @@ from helpers.errors import show_briefly
 from helpers.widgets import target_chooser
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %% [markdown]
 # ## 1. Two targets, one code path

@@ -11,7 +11,7 @@
 # 2. How `add_permission` grants `lambda:InvokeFunction` to `iot.amazonaws.com` for one authorizer ARN.
 # 3. How to read the statement back with `get_policy`, and why statement ids must be unique.
 #
-# **Time to learn:** 10 minutes
+# **Time to learn:** 10 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -20,6 +20,34 @@
 # | The authorizer and its ARN | Necessary | [03 · Create the authorizer](03-create-authorizer.ipynb) |
 # | IAM policy basics (Effect, Principal, Action, Resource, Condition) | Helpful | [IAM policies](https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html) |
 
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the permission that lets IoT invoke the function):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     end
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
+
 # %%
 import json
 
@@ -27,7 +55,7 @@ from helpers.errors import show_briefly
 from helpers.widgets import arn_input, validate_authorizer_arn
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 
