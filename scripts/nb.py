@@ -80,7 +80,8 @@ def navigation(names: list[str], index: int) -> str:
     parts = []
     if index > 0:
         parts.append(f"[← {names[index - 1]}]({names[index - 1]}.ipynb)")
-    parts.append("[Contents](../README.md#the-notebooks)")
+    # inside notebooks/, which is all `make lab` serves (a link to ../README.md answers 404 in JupyterLab)
+    parts.append("[Contents](00-set-up.ipynb#The-notebooks)")
     if index + 1 < len(names):
         parts.append(f"[{names[index + 1]} →]({names[index + 1]}.ipynb)")
     return f"{NAV_MARKER}\n" + " · ".join(parts)
