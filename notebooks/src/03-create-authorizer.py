@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers.errors import show_briefly
-from helpers.widgets import arn_input, validate_function_arn
+from helpers.widgets import arn_input, function_exists, validate_function_arn
 from helpers.workbook import open_workbook
 
 show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
@@ -69,11 +69,12 @@ print(f"target: {wb.target}, region: {wb.region}")
 #
 # The authorizer refers to its function by **function ARN**. The box below is pre-filled with the
 # ARN notebook 01 recorded. In the console you would paste it from the function's overview page;
-# here you may paste another function's ARN, and the box checks its shape as you type.
+# here you may paste another function's ARN, and the box checks its shape as you type and asks Lambda that it exists.
 
 # %%
 function_arn_box = arn_input(
-    "Function ARN", wb.state.require("function_arn", notebook="01-authorizer-function"), validate_function_arn
+    "Function ARN", wb.state.require("function_arn", notebook="01-authorizer-function"), validate_function_arn,
+    function_exists(wb),  # also asks AWS that it exists
 )
 function_arn_box
 
@@ -82,21 +83,20 @@ function_arn_box
 # without a browser, the box keeps its pre-filled value.)
 
 # %%
-function_arn = function_arn_box.value
-assert validate_function_arn(function_arn) is None, validate_function_arn(function_arn)
+function_arn = function_arn_box.checked()  # the shape and that it exists, or one line saying what is wrong
 print("Function ARN:", function_arn)
 
 # %% [markdown]
 # ### What just happened
 # `arn_input` (in `helpers/widgets.py`) showed a text box and a validator that knows the shape of a
-# Lambda function ARN, `arn:aws:lambda:<region>:<account>:function:<name>`. The assert stops the
+# Lambda function ARN, `arn:aws:lambda:<region>:<account>:function:<name>`, and asked Lambda that it exists. `checked()` stops the
 # notebook here if the value is not one, rather than letting AWS IoT reject it later.
 #
 # ### Troubleshooting
 # - **`NotReadyError: function_arn is not recorded yet: run notebook 01-authorizer-function
 #   first`**: the state file has no function ARN. Run notebook 01.
-# - **`AssertionError: ... is not a Lambda function ARN`**: the box holds something else (a role
-#   ARN, or a name). Paste the ARN that notebook 01 printed.
+# - **`ArnError: Function ARN: ...`**: the box holds something else (a role ARN, a name, or the
+#   ARN of a function that does not exist; the message says which). Paste the ARN notebook 01 printed.
 
 # %% [markdown]
 # ## 2. Create the authorizer with token signing on

@@ -52,7 +52,7 @@
 import json
 
 from helpers.errors import show_briefly
-from helpers.widgets import arn_input, validate_authorizer_arn
+from helpers.widgets import arn_input, authorizer_exists, validate_authorizer_arn
 from helpers.workbook import open_workbook
 
 show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
@@ -78,13 +78,13 @@ print(f"target: {wb.target}, region: {wb.region}")
 
 # %%
 authorizer_arn_box = arn_input(
-    "Authorizer ARN", wb.state.require("authorizer_arn", notebook="03-create-authorizer"), validate_authorizer_arn
+    "Authorizer ARN", wb.state.require("authorizer_arn", notebook="03-create-authorizer"), validate_authorizer_arn,
+    authorizer_exists(wb),  # also asks AWS that it exists
 )
 authorizer_arn_box
 
 # %%
-authorizer_arn = authorizer_arn_box.value
-assert validate_authorizer_arn(authorizer_arn) is None, validate_authorizer_arn(authorizer_arn)
+authorizer_arn = authorizer_arn_box.checked()  # the shape and that it exists, or one line saying what is wrong
 function_name = wb.names.function
 statement_id = wb.names.statement_id
 print("Authorizer ARN:", authorizer_arn)
@@ -99,7 +99,7 @@ print("Statement id:  ", statement_id)
 #
 # ### Troubleshooting
 # - **`NotReadyError: authorizer_arn is not recorded yet`**: run notebook 03 first.
-# - **`AssertionError: ... is not an authorizer ARN`**: the box holds something else, for example
+# - **`ArnError: Authorizer ARN: ...`** (a wrong shape, or no such authorizer): the box holds something else, for example
 #   the function ARN. Paste the ARN that notebook 03 printed.
 
 # %% [markdown]
