@@ -4,6 +4,8 @@ Every notebook records what it creates (``wb.record(kind, id)``, kept in the sta
 file). :func:`cleanup` deletes those resources and nothing else, newest first
 within each kind, and the kinds in the order AWS needs:
 
+0. ``iot-logging`` (the logging options found before notebook 08 changed them): put back
+   (``helpers.iot_logging.restore``), before the logging role goes;
 1. ``iot-authorizer`` (its name): cleared as the default authorizer if it is the
    default, set INACTIVE (an ACTIVE authorizer cannot be deleted), then deleted;
 2. ``lambda-permission`` (``FUNCTION_NAME/STATEMENT_ID``): removed from the function's policy;
@@ -36,6 +38,7 @@ iam-role         custom-auth-function-role-abc123  delete role      would delete
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -46,7 +49,7 @@ from helpers.keys import key_paths
 from helpers.state import REPO_ROOT
 
 #: Deletion order: each kind only after everything that depends on it.
-ORDER = ("iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")
+ORDER = ("iot-logging", "iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")
 #: Error codes meaning "this does not exist (any more)".
 GONE_CODES = ("ResourceNotFoundException", "NoSuchEntity")
 ALREADY_GONE = "already gone"
@@ -115,8 +118,15 @@ def _delete_key_files(wb, directory: str) -> None:
         path.unlink(missing_ok=True)
 
 
+def _restore_logging(wb, previous: str) -> None:
+    from helpers import iot_logging
+
+    iot_logging.restore(wb, previous)
+
+
 #: kind → (what is done, how)
 ACTIONS: dict[str, tuple[str, Callable[[Any, str], None]]] = {
+    "iot-logging": ("restore logging options", _restore_logging),
     "iot-authorizer": ("deactivate, delete", _delete_authorizer),
     "lambda-permission": ("remove permission", _delete_permission),
     "lambda-function": ("delete function", _delete_function),
@@ -196,3 +206,149 @@ def format_steps(steps: list[Step]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
                      for row in rows)
+
+
+# --- resources the record lost: found by tag, name prefix and the keys folder ----------------------------
+
+_SUFFIX = re.compile(r"[a-z0-9]{6}")
+PREFIXES = {"iot-authorizer": "my-new-authorizer-", "lambda-function": "custom-auth-function-"}
+
+
+@dataclass
+class Orphans:
+    """Workbook resources that exist but are not in the state file (``resources``: ``(kind, id)`` pairs).
+
+    ``suffixes`` maps each earlier suffix found to why it is this learner's; ``others`` counts workbook-named
+    resources that are not provably this learner's (another learner's, in a shared account): left alone.
+    """
+
+    resources: list[tuple[str, str]]
+    suffixes: dict[str, str]
+    others: int = 0
+
+    def summary(self) -> str:
+        if not self.resources:
+            line = "No unrecorded workbook resources found."
+        else:
+            kinds = sorted({kind for kind, _ in self.resources})
+            line = (f"Found {len(self.resources)} workbook resource(s) the state file does not list ("
+                    f"{', '.join(kinds)}; suffix {', '.join(sorted(self.suffixes))}: "
+                    f"{'; '.join(sorted(set(self.suffixes.values())))}). Notebook 09 deletes them.")
+        if self.others:
+            line += (f" {self.others} other workbook-named resource(s) are not provably yours (another "
+                     "learner's?) and are left alone.")
+        return line
+
+
+def _pem_key(pem: str) -> str:
+    return "".join(line.strip() for line in pem.strip().splitlines() if "-----" not in line)
+
+
+def _my_public_keys(wb) -> set[str]:
+    keys = set()
+    for path in key_paths(Path(wb.keys_dir))[1:]:
+        try:
+            keys.add(_pem_key(path.read_text()))
+        except OSError:
+            pass
+    return keys
+
+
+def _exists(call) -> bool:
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        if _code(error) in GONE_CODES:
+            return False
+        raise
+    return True
+
+
+def find_orphans(wb) -> Orphans:
+    """Workbook resources that exist but are not recorded (after ``state.json`` was lost or replaced).
+
+    Found by name prefix (``my-new-authorizer-``, ``custom-auth-function-``), the tag
+    ``iot-custom-auth-workbook`` (whose value is the suffix) and the keys folder: on AWS an earlier
+    suffix counts as this learner's only when its authorizer holds this machine's public key (so another
+    learner's resources in a shared account are never touched); on the sandbox, whose home is one
+    learner's, every workbook-named resource is. From each such suffix the names of everything the
+    workbook makes follow (``Names.for_suffix``), and each is asked for. Makes only read calls.
+    """
+    from helpers.state import Names
+
+    iot, awslambda = wb.client("iot"), wb.client("lambda")
+    current = wb.state.suffix
+    recorded = set(wb.state.resources())
+    mine_keys = _my_public_keys(wb)
+    suffixes: dict[str, str] = {}
+    others = 0
+    seen_suffixes: set[str] = set()
+    for page in iot.get_paginator("list_authorizers").paginate():
+        for item in page.get("authorizers", []):
+            name = item["authorizerName"]
+            if not name.startswith(PREFIXES["iot-authorizer"]):
+                continue
+            suffix = name[len(PREFIXES["iot-authorizer"]):]
+            if not _SUFFIX.fullmatch(suffix):
+                continue
+            seen_suffixes.add(suffix)
+            if wb.target == "sandbox":
+                suffixes.setdefault(suffix, "in this sandbox")
+                continue
+            described = iot.describe_authorizer(authorizerName=name)["authorizerDescription"]
+            keys = {_pem_key(k) for k in (described.get("tokenSigningPublicKeys") or {}).values()}
+            if keys & mine_keys:
+                suffixes.setdefault(suffix, "its authorizer holds your public key")
+            elif suffix != current:
+                others += 1
+    for page in awslambda.get_paginator("list_functions").paginate():
+        for fn in page.get("Functions", []):
+            name = fn["FunctionName"]
+            if name.startswith(PREFIXES["lambda-function"]) and not name.startswith("custom-auth-function-role-"):
+                suffix = name[len(PREFIXES["lambda-function"]):]
+                if not _SUFFIX.fullmatch(suffix):
+                    continue
+                if wb.target == "sandbox":
+                    suffixes.setdefault(suffix, "in this sandbox")
+                elif suffix not in suffixes and suffix not in seen_suffixes and suffix != current:
+                    others += 1
+    suffixes.setdefault(current, "the current suffix")
+    iam = wb.client("iam")
+    found: list[tuple[str, str]] = []
+    for suffix in suffixes:
+        names = Names.for_suffix(suffix)
+        candidates = []
+        if _exists(lambda: iot.describe_authorizer(authorizerName=names.authorizer)):
+            candidates.append(("iot-authorizer", names.authorizer))
+        if _exists(lambda: awslambda.get_function_configuration(FunctionName=names.function)):
+            try:
+                policy = awslambda.get_policy(FunctionName=names.function)["Policy"]
+                import json as _json
+                sids = {st.get("Sid") for st in _json.loads(policy).get("Statement", [])}
+            except botocore.exceptions.ClientError as error:
+                if _code(error) not in GONE_CODES:
+                    raise
+                sids = set()
+            if names.statement_id in sids:
+                candidates.append(("lambda-permission", f"{names.function}/{names.statement_id}"))
+            candidates.append(("lambda-function", names.function))
+        for role in (names.role, names.logging_role):
+            if _exists(lambda: iam.get_role(RoleName=role)):
+                for attached in iam.list_attached_role_policies(RoleName=role).get("AttachedPolicies", []):
+                    candidates.append(("iam-role-policy", f"{role}/{attached['PolicyArn']}"))
+                candidates.append(("iam-role", role))
+        found += [c for c in candidates if c not in recorded]
+    if any(p.exists() for p in key_paths(Path(wb.keys_dir))) and ("key-pair", str(wb.keys_dir)) not in recorded:
+        found.append(("key-pair", str(wb.keys_dir)))
+    kept = {s: why for s, why in suffixes.items()
+            if any(res.endswith(s) or f"-{s}/" in res for _, res in found)}
+    if any(kind == "key-pair" for kind, _ in found):
+        kept.setdefault(current, "the keys folder")
+    return Orphans(found, kept, others)
+
+
+def adopt(wb, orphans: Orphans) -> int:
+    """Record ``orphans.resources`` in the state file so that :func:`cleanup` deletes them; how many."""
+    for kind, resource_id in orphans.resources:
+        wb.record(kind, resource_id)
+    return len(orphans.resources)

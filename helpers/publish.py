@@ -48,7 +48,7 @@ SIGNATURE_HEADER = "x-amz-customauthorizer-signature"
 TIMEOUT = 15
 
 __all__ = ["AUTHORIZER_HEADER", "SIGNATURE_HEADER", "PublishConnectionError", "PublishError", "PublishResult",
-           "curl_command", "custom_auth_headers", "publish_url", "query_auth_url", "send"]
+           "curl_command", "custom_auth_headers", "signature_setup", "publish_url", "query_auth_url", "send"]
 
 
 class PublishError(WorkbookError):
@@ -93,8 +93,10 @@ def custom_auth_headers(authorizer: str, token_key_name: str, token: str, signat
 def curl_command(url: str, headers: dict, body: bytes | str, *, cacert: str | None = None) -> str:
     """The same request as a copy-pasteable ``curl`` command, every argument shell-quoted.
 
-    It holds exactly what it is given: the CA file (when given), the URL, the headers and the body.
-    A body that is not UTF-8 text cannot be written on a command line: that is a ValueError.
+    It holds what it is given (the CA file when given, the URL, the headers, the body) except the
+    token signature, which is never written out: the signature header reads ``"$SIGNATURE"``, a shell
+    variable that :func:`signature_setup` shows how to set. A body that is not UTF-8 text cannot be
+    written on a command line: that is a ValueError.
     """
     if isinstance(body, bytes):
         try:
@@ -106,9 +108,20 @@ def curl_command(url: str, headers: dict, body: bytes | str, *, cacert: str | No
     if cacert is not None:
         lines.append(f"--cacert {shlex.quote(str(cacert))}")
     lines += ["--request POST", shlex.quote(url)]
-    lines += [f"--header {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()]
+    lines += [f'--header "{name}: $SIGNATURE"' if name.lower() == SIGNATURE_HEADER
+              else f"--header {shlex.quote(f'{name}: {value}')}" for name, value in headers.items()]
     lines.append(f"--data-binary {shlex.quote(body)}")
     return " \\\n  ".join(lines)
+
+
+def signature_setup(private_key_path: str, token_variable: str = "TOKEN") -> str:
+    """The shell lines that put the token's signature into ``$SIGNATURE`` (so no output ever holds it).
+
+    >>> print(signature_setup(".workbook/keys/token-signing-private-key.pem"))
+    SIGNATURE="$(printf %s "$TOKEN" | openssl dgst -sha256 -sign .workbook/keys/token-signing-private-key.pem | openssl base64 -A)"
+    """
+    return (f'SIGNATURE="$(printf %s "${token_variable}" | openssl dgst -sha256 -sign '
+            f'{shlex.quote(str(private_key_path))} | openssl base64 -A)"')
 
 
 def query_auth_url(data_endpoint: str, topic: str, *, authorizer: str, token_key_name: str, token: str,

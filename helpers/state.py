@@ -81,6 +81,7 @@ NAME_RULES = {
     "function": (re.compile(r"[a-zA-Z0-9-_]+"), 64),
     "role": (re.compile(r"[\w+=,.@-]+"), 64),
     "statement_id": (re.compile(r"([a-zA-Z0-9-_]+)"), 100),
+    "logging_role": (re.compile(r"[\w+=,.@-]+"), 64),
 }
 
 
@@ -92,6 +93,7 @@ class Names:
     role: str
     authorizer: str
     statement_id: str
+    logging_role: str
 
     @classmethod
     def for_suffix(cls, suffix: str) -> "Names":
@@ -100,6 +102,7 @@ class Names:
             role=f"custom-auth-function-role-{suffix}",
             authorizer=f"my-new-authorizer-{suffix}",
             statement_id=f"Id-{suffix}",
+            logging_role=f"custom-auth-iot-logging-role-{suffix}",
         )
         for field, (pattern, limit) in NAME_RULES.items():
             value = getattr(names, field)
@@ -224,6 +227,31 @@ class WorkbookState:
         if value is None:
             raise NotReadyError(key, notebook)
         return value
+
+    def require_all(self, **needed: str) -> None:
+        """Check every ``key=notebook`` at once; one :class:`NotReadyError` naming *all* missing notebooks.
+
+        >>> import tempfile, pathlib
+        >>> tmp = tempfile.TemporaryDirectory()
+        >>> st = WorkbookState.load(pathlib.Path(tmp.name) / "state.json")
+        >>> st.require_all(token="05-test-invoke", authorizer_arn="03-create-authorizer")
+        Traceback (most recent call last):
+        ...
+        helpers.errors.NotReadyError: token, authorizer_arn are not recorded yet: run notebooks 03-create-authorizer, 05-test-invoke first (in that order), then run this cell again.
+        >>> tmp.cleanup()
+        """
+        missing = {key: notebook for key, notebook in needed.items() if self.get(key) is None}
+        if not missing:
+            return
+        notebooks = sorted(set(missing.values()))
+        if len(notebooks) == 1 and len(missing) == 1:
+            raise NotReadyError(next(iter(missing)), notebooks[0])
+        error = NotReadyError(", ".join(missing), notebooks[0])
+        error.notebooks = notebooks
+        error.args = (f"{', '.join(missing)} are not recorded yet: run notebook{'s' if len(notebooks) > 1 else ''} "
+                      f"{', '.join(notebooks)} first{' (in that order)' if len(notebooks) > 1 else ''}, "
+                      "then run this cell again.",)
+        raise error
 
     def __getitem__(self, key: str) -> Any:
         self.reload()

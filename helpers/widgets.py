@@ -110,7 +110,9 @@ class TargetChooser(widgets.VBox):
         return self.workbook
 
     def __repr__(self) -> str:
-        return f"TargetChooser(target={self.target.value!r}, region={self.region.value!r})"
+        # What a notebook shows where the live widget is not (an unrun cell, GitHub, a reopened file).
+        return (f"Run this cell to show the target chooser (recorded: target {self.target.value}, "
+                f"region {self.region.value}).")
 
 
 def target_chooser(state=None) -> TargetChooser:
@@ -202,8 +204,10 @@ class ArnInput(widgets.VBox):
     ``.text`` is the Text widget and ``.status`` the HTML status line.
     """
 
-    def __init__(self, label: str, value: str, validator: Callable[[str], str | None]):
+    def __init__(self, label: str, value: str, validator: Callable[[str], str | None],
+                 exists: Callable[[str], str | None] | None = None):
         self.validator = validator
+        self.exists = exists
         self.text = widgets.Text(value=value, description=label, continuous_update=True, layout=_WIDE,
                                  style=_LABEL_STYLE)
         self.status = widgets.HTML()
@@ -214,8 +218,16 @@ class ArnInput(widgets.VBox):
 
     def _check(self, _change=None) -> None:
         self.error = self.validator(self.text.value)
+        if self.error is None and self.exists is not None:
+            try:
+                self.error = self.exists(self.text.value)
+            except Exception as exc:  # the box must keep working whatever the service says
+                from helpers.errors import one_line
+
+                self.error = one_line(exc) or f"could not check that it exists: {exc}"
         if self.error is None:
-            self.status.value = '<span style="color: green">✓ valid</span>'
+            found = ", and it exists" if self.exists is not None else ""
+            self.status.value = f'<span style="color: green">✓ valid{found}</span>'
         else:
             self.status.value = f'<span style="color: #b00">✗ {html.escape(self.error)}</span>'
 
@@ -228,12 +240,67 @@ class ArnInput(widgets.VBox):
         self.text.value = new
 
     def __repr__(self) -> str:
-        return f"ArnInput({self.text.description!r}, valid={self.error is None})"
+        return f"Run this cell to show the {self.text.description.rstrip(':')} box."
 
 
-def arn_input(label: str, value: str, validator: Callable[[str], str | None]) -> ArnInput:
-    """A pre-filled ARN box with live checking. Plain twin: the ``validator`` itself."""
-    return ArnInput(label, value, validator)
+    def checked(self) -> str:
+        """The value, or an :class:`ArnError` saying in one line what is wrong with it (shape or existence)."""
+        self._check()
+        if self.error is not None:
+            raise ArnError(f"{self.text.description.rstrip(':')}: {self.error} Fix the box above, then run this "
+                           "cell again.")
+        return self.value
+
+
+class ArnError(WorkbookError):
+    """An ARN box holds something that is not a usable ARN (wrong shape, or nothing by that ARN exists)."""
+
+
+def arn_input(label: str, value: str, validator: Callable[[str], str | None],
+              exists: Callable[[str], str | None] | None = None) -> ArnInput:
+    """A pre-filled ARN box with live checking (``exists``: also ask AWS, see :func:`function_exists`).
+
+    Plain twin: the ``validator`` itself."""
+    return ArnInput(label, value, validator, exists)
+
+
+def _not_found(error) -> bool:
+    return getattr(error, "response", {}).get("Error", {}).get("Code") in ("ResourceNotFoundException",)
+
+
+def function_exists(wb) -> Callable[[str], str | None]:
+    """A checker for :func:`arn_input`: None when Lambda has a function by that ARN, else why not."""
+    def check(arn: str) -> str | None:
+        import botocore.exceptions
+        try:
+            # CLI: aws lambda get-function-configuration --function-name ARN
+            wb.client("lambda").get_function_configuration(FunctionName=arn)
+        except botocore.exceptions.ClientError as error:
+            if _not_found(error):
+                return (f"No Lambda function has this ARN in {wb.region} (a typo, another account or region?): "
+                        "copy it from notebook 01's output.")
+            raise
+        return None
+    return check
+
+
+def authorizer_exists(wb) -> Callable[[str], str | None]:
+    """A checker for :func:`arn_input`: None when AWS IoT has an authorizer by that ARN, else why not."""
+    def check(arn: str) -> str | None:
+        import botocore.exceptions
+        name = arn.split(":", 5)[5].partition("/")[2]
+        try:
+            # CLI: aws iot describe-authorizer --authorizer-name NAME
+            found = wb.client("iot").describe_authorizer(authorizerName=name)["authorizerDescription"]
+        except botocore.exceptions.ClientError as error:
+            if _not_found(error):
+                return (f"No authorizer called {name!r} exists in {wb.region}: copy the ARN from notebook 03's "
+                        "output.")
+            raise
+        if found.get("authorizerArn") != arn:
+            return f"The authorizer {name!r} exists, but its ARN is {found.get('authorizerArn')}."
+        return None
+    return check
 
 
 # --- notebook 06: allow / deny ------------------------------------------------------------------------
@@ -276,7 +343,7 @@ class ActionTokenSender(widgets.VBox):
         return result
 
     def __repr__(self) -> str:
-        return f"ActionTokenSender(action_token={self.action_token.value!r})"
+        return "Run this cell to show the allow/deny sender."
 
 
 def action_token_sender(send_fn: Callable[[str], Any]) -> ActionTokenSender:
@@ -379,7 +446,7 @@ class MessageView(widgets.VBox):
         super().close()
 
     def __repr__(self) -> str:
-        return "MessageView()"
+        return "Run this cell to show the live message view."
 
 
 def _html_table(messages: list, shown: int) -> str:

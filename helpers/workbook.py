@@ -59,6 +59,7 @@ class Workbook:
     ca_bundle: str | None = None
     sandbox: Any = None  # helpers.sandbox.Settings when the target is the sandbox
     _clients: dict[str, Any] = field(default_factory=dict, repr=False)
+    _data_endpoint: tuple | None = field(default=None, repr=False)
 
     @property
     def region(self) -> str:
@@ -68,8 +69,30 @@ class Workbook:
     def names(self):
         return self.state.names
 
+    def refresh(self) -> None:
+        """Sandbox target: follow the running sandbox (restarted after a stop, a crash or a laptop's sleep).
+
+        The endpoint is looked up from the running sandbox every time, never kept from an earlier run;
+        if the sandbox is not running it is started again (its state is kept). Clients made before a
+        port changed are dropped, so ``wb.client(...)`` always reaches the sandbox that runs now.
+        """
+        if self.target != "sandbox":
+            return
+        from . import sandbox
+
+        home = getattr(self.sandbox, "home", None)
+        current = sandbox.status(home) if home else sandbox.status()
+        if current is None:
+            current = sandbox.ensure_running(home) if home else sandbox.ensure_running()
+            print("(the sandbox was not running: started it again; everything it held is kept)")
+        if current.endpoint_url != self.endpoint_url:
+            self._clients.clear()
+            self.__dict__.pop("data_endpoint", None)
+        self.sandbox, self.endpoint_url, self.ca_bundle = current, current.endpoint_url, str(current.ca_bundle)
+
     def client(self, service: str):
-        """A boto3 client for ``service``, pointed at the target (cached per service)."""
+        """A boto3 client for ``service``, pointed at the target (cached per service and endpoint)."""
+        self.refresh()
         if service not in self._clients:
             kwargs: dict[str, Any] = {}
             if self.endpoint_url:
@@ -81,14 +104,23 @@ class Workbook:
     def account_id(self) -> str:
         return self.client("sts").get_caller_identity()["Account"]
 
-    @cached_property
+    @property
     def data_endpoint(self) -> str:
-        """The account's device data endpoint (``iot:Data-ATS``): host, or host:port for the sandbox."""
-        return self.client("iot").describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+        """The account's device data endpoint (``iot:Data-ATS``): host, or host:port for the sandbox.
+
+        Asked once per API endpoint (``describe-endpoint``); on the sandbox the answer follows a restart.
+        """
+        iot = self.client("iot")  # refreshes first: a restarted sandbox's endpoint is asked again
+        key = (self.endpoint_url, self.region)
+        if self._data_endpoint is None or self._data_endpoint[0] != key:
+            address = iot.describe_endpoint(endpointType="iot:Data-ATS")["endpointAddress"]
+            self._data_endpoint = (key, address)
+        return self._data_endpoint[1]
 
     @property
     def tls_verify(self) -> str | bool:
         """What ``requests`` needs as ``verify=``: the sandbox's CA or ``AWS_CA_BUNDLE``, else the system's trust."""
+        self.refresh()
         return self.ca_bundle or True
 
     def credentials(self):
@@ -125,6 +157,17 @@ class Workbook:
                 f"suffix:   {self.state.suffix} (in every resource name this workbook creates)")
 
 
+def _isolated_botocore():
+    """A botocore session that reads no profile, config or credentials file and no AWS_PROFILE."""
+    import botocore.session
+
+    return botocore.session.Session(session_vars={
+        "profile": (None, None, None, None),
+        "config_file": (None, None, os.devnull, None),
+        "credentials_file": (None, None, os.devnull, None),
+    })
+
+
 def open_workbook(target: str | None = None, state: WorkbookState | None = None) -> Workbook:
     """The workbook for the target in the state file (or ``target``), started/checked and ready."""
     state = state or WorkbookState.load()
@@ -135,17 +178,99 @@ def open_workbook(target: str | None = None, state: WorkbookState | None = None)
         from . import sandbox
 
         settings = sandbox.ensure_running()
+        # Only the sandbox's own key pair: botocore is given it explicitly and a profile that does not
+        # exist, so AWS_PROFILE, ~/.aws/credentials or a real AWS_ACCESS_KEY_ID are never read or used.
         session = boto3.session.Session(aws_access_key_id=settings.access_key_id,
                                         aws_secret_access_key=settings.secret_access_key,
-                                        region_name=state.region)
-        return Workbook(state, target, session, settings.endpoint_url, str(settings.ca_bundle), settings)
+                                        region_name=state.region, botocore_session=_isolated_botocore())
+        return _checked(Workbook(state, target, session, settings.endpoint_url, str(settings.ca_bundle), settings))
+    refuse_sandbox_settings_for_aws()
     session = boto3.session.Session(region_name=state.region)
     if session.get_credentials() is None:
         raise AwsSetupError("The target is 'aws' but boto3 found no credentials. Run `aws configure` (or set "
                             "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE), then re-run this cell; "
                             "or choose the sandbox target in notebook 00.")
     # AWS_CA_BUNDLE is what boto3 trusts too; requests and the MQTT watcher get the same bundle (None = system's)
-    return Workbook(state, target, session, ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None)
+    return _checked(Workbook(state, target, session, ca_bundle=os.environ.get("AWS_CA_BUNDLE") or None))
+
+
+def _checked(wb: Workbook) -> Workbook:
+    """Once per state file: say so when workbook resources exist that it does not record (a lost state file)."""
+    if wb.state.resources() or wb.state.get(f"orphans_checked_{wb.target}"):
+        return wb
+    from .cleanup import find_orphans
+
+    try:
+        orphans = find_orphans(wb)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as error:
+        print(f"(could not look for earlier workbook resources: {error})")
+        return wb
+    if orphans.resources:
+        print(f"Note: {orphans.summary()} This state file is new (suffix {wb.state.suffix}); run "
+              "09-cleanup.ipynb to delete the earlier ones, or carry on: they will not collide.")
+    wb.state.set(**{f"orphans_checked_{wb.target}": True})
+    return wb
+
+
+#: The sandbox's access key ids start with this (helpers.sandbox generates one per home).
+SANDBOX_KEY_PREFIX = "SANDBOX"
+#: Set to 1 only by a test that drives the aws code path against the sandbox on purpose.
+ALLOW_SANDBOX_AS_AWS_ENV = "WORKBOOK_ALLOW_SANDBOX_AS_AWS"
+
+
+class TargetMismatchError(WorkbookError):
+    """The target is 'aws' but a setting points at the local sandbox."""
+
+
+def _sandbox_like(url: str) -> bool:
+    from urllib.parse import urlparse
+
+    host = (urlparse(url).hostname or "").lower()
+    return host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
+
+
+def _is_sandbox_ca(path: str) -> bool:
+    """Whether the PEM bundle at ``path`` holds the sandbox's own CA certificate."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    from .sandbox.tls import CA_NAME
+
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # system bundles hold old certificates cryptography warns about
+            warnings.simplefilter("ignore")
+            certs = x509.load_pem_x509_certificates(Path(path).expanduser().read_bytes())
+    except (OSError, ValueError):
+        return False
+    return any(attr.value == CA_NAME for cert in certs for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+
+
+def refuse_sandbox_settings_for_aws(environ=None) -> None:
+    """Raise :class:`TargetMismatchError` when settings meant for the sandbox would redirect the aws target.
+
+    ``eval "$(python -m helpers.sandbox start)"`` exports AWS_ENDPOINT_URL, AWS_CA_BUNDLE and the
+    sandbox's key pair; boto3 honours all of them, so the aws target would silently talk to the sandbox.
+    """
+    env = os.environ if environ is None else environ
+    if env.get(ALLOW_SANDBOX_AS_AWS_ENV) == "1":
+        return
+    problems = []
+    for var in [k for k in env if k == "AWS_ENDPOINT_URL" or k.startswith("AWS_ENDPOINT_URL_")]:
+        if _sandbox_like(env[var]):
+            problems.append(f"{var}={env[var]}")
+    bundle = env.get("AWS_CA_BUNDLE", "")
+    if bundle and _is_sandbox_ca(bundle):
+        problems.append("AWS_CA_BUNDLE (the sandbox's CA)")
+    if env.get("AWS_ACCESS_KEY_ID", "").startswith(SANDBOX_KEY_PREFIX):
+        problems.append("AWS_ACCESS_KEY_ID (the sandbox's key id)")
+    if problems:
+        names = " ".join(p.split("=")[0].split(" ")[0] for p in problems)
+        raise TargetMismatchError(
+            f"The target is 'aws' but {', '.join(problems)} point(s) at the local sandbox (left over from "
+            f"`eval \"$(python -m helpers.sandbox start)\"`?). Remove them (`unset {names}`) and restart the kernel, "
+            "or choose the sandbox target in notebook 00.")
 
 
 def choose_target(target: str, region: str | None = None, state: WorkbookState | None = None) -> Workbook:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -80,7 +81,8 @@ def navigation(names: list[str], index: int) -> str:
     parts = []
     if index > 0:
         parts.append(f"[← {names[index - 1]}]({names[index - 1]}.ipynb)")
-    parts.append("[Contents](../README.md#the-notebooks)")
+    # inside notebooks/, which is all `make lab` serves (a link to ../README.md answers 404 in JupyterLab)
+    parts.append("[Contents](00-set-up.ipynb#The-notebooks)")
     if index + 1 < len(names):
         parts.append(f"[{names[index + 1]} →]({names[index + 1]}.ipynb)")
     return f"{NAV_MARKER}\n" + " · ".join(parts)
@@ -120,6 +122,26 @@ def clean(nb: nbformat.NotebookNode) -> None:
                     output["metadata"] = {}
 
 
+def strip_machine_paths(nb) -> None:
+    """Saved outputs name files relative to the checkout, never by this machine's absolute path.
+
+    What a learner sees live is their own machine's path; what is committed must not be the author's.
+    """
+    prefix = str(ROOT) + os.sep
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if isinstance(output.get("text"), str):
+                output["text"] = output["text"].replace(prefix, "")
+            for key in ("evalue",):
+                if isinstance(output.get(key), str):
+                    output[key] = output[key].replace(prefix, "")
+            if isinstance(output.get("traceback"), list):
+                output["traceback"] = [line.replace(prefix, "") for line in output["traceback"]]
+            for mime, value in (output.get("data") or {}).items():
+                if isinstance(value, str):
+                    output["data"][mime] = value.replace(prefix, "")
+
+
 def execute(names: list[str], out_dir: Path | None = None, report=None, own_homes: bool = True,
             on_pass=None) -> bool:
     """Run each notebook in order in a fresh kernel; stop at the first failure (later ones build on it).
@@ -141,7 +163,17 @@ def execute(names: list[str], out_dir: Path | None = None, report=None, own_home
         for cell in nb.cells:
             if cell.cell_type == "code":
                 cell.outputs, cell.execution_count = [], None
-        client = NotebookClient(nb, timeout=180, kernel_name="python3",
+        # IPC transport (a local socket file) where the platform has it: the kernel then does not warn that
+        # it "is running over TCP without encryption", which was true of the TCP default.
+        km = None
+        if os.name == "posix":
+            from jupyter_client.manager import AsyncKernelManager
+
+            import tempfile
+
+            sockets = Path(tempfile.mkdtemp(prefix="nb-kernel-"))  # owner-only folder for the socket files
+            km = AsyncKernelManager(kernel_name="python3", transport="ipc", ip=str(sockets / "kernel"))
+        client = NotebookClient(nb, km=km, timeout=180, kernel_name="python3",
                                 resources={"metadata": {"path": str(NOTEBOOKS)}})
         started = time.monotonic()
         detail = ""
@@ -151,9 +183,17 @@ def execute(names: list[str], out_dir: Path | None = None, report=None, own_home
             ok = False
             detail = next((line for line in str(exc).splitlines() if "Error" in line), "a cell failed")
             print(str(exc)[-3000:], file=sys.stderr)
+        finally:
+            if km is not None:  # a kernel manager we made is ours to shut down
+                from jupyter_core.utils import run_sync
+
+                if run_sync(km.is_alive)():
+                    run_sync(km.shutdown_kernel)(now=False)
+                shutil.rmtree(sockets, ignore_errors=True)
         clean(nb)
         target = (out_dir / path.name) if out_dir else path
         target.parent.mkdir(parents=True, exist_ok=True)
+        strip_machine_paths(nb)
         nbformat.write(nb, target)
         (report or _print_report)(name, ok, time.monotonic() - started, detail)
         if ok and on_pass is not None:

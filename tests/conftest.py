@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 BASIC_EXECUTION = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole"
 TRUST_LAMBDA = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST_IOT = json.dumps({"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+
+
+def enable_iot_logging(settings, level: str = "DEBUG") -> str:
+    """Turn AWS IoT logging on as on AWS: a role trusted by iot.amazonaws.com, then SetV2LoggingOptions."""
+    name = f"iot-logging-{uuid.uuid4().hex[:8]}"
+    arn = settings.client("iam").create_role(RoleName=name, AssumeRolePolicyDocument=TRUST_IOT)["Role"]["Arn"]
+    settings.client("iot").set_v2_logging_options(roleArn=arn, defaultLogLevel=level)
+    return arn
 
 
 def zip_source(files: dict[str, str]) -> bytes:
@@ -94,6 +104,12 @@ class Deployer:
                                           Action="lambda:InvokeFunction", Principal="iot.amazonaws.com",
                                           SourceArn=arn)
         return name, arn
+
+
+@pytest.fixture(scope="module")
+def iot_logging(settings):
+    """AWS IoT logging on at DEBUG in the module's sandbox (nothing reaches AWSIotLogsV2 otherwise)."""
+    return enable_iot_logging(settings)
 
 
 @pytest.fixture(scope="module")

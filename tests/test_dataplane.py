@@ -54,7 +54,7 @@ def statement(effect: str, resource: str, action: str = "iot:Publish") -> dict:
 
 
 @pytest.fixture(scope="module")
-def data(settings):
+def data(settings, iot_logging):
     return {"base": f"https://{settings.data_endpoint}", "verify": str(settings.ca_bundle),
             "topic_arn": f"arn:aws:iot:{settings.region}:{settings.account_id}:topic/"}
 

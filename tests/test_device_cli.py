@@ -74,7 +74,7 @@ def test_subscribe_timeout_and_bad_filter(sandbox_home):
     assert proc.returncode == 1 and "Invalid topic filter" in err and "Traceback" not in err
 
 
-def test_log_command_shows_the_decision(settings, sandbox_home, deployer, rsa_key):
+def test_log_command_shows_the_decision(settings, sandbox_home, deployer, rsa_key, iot_logging):
     fn = deployer.function(TUTORIAL_HANDLER)
     name, _ = deployer.authorizer(fn, rsa_key[1])
     try:

@@ -242,7 +242,7 @@ def test_wait_for_times_out_with_a_clear_error(settings):
             watch.wait_for(1, timeout=0.5)
 
 
-def test_wrong_secret_is_refused_with_a_clear_error(settings):
+def test_wrong_secret_is_refused_with_a_clear_error(settings, iot_logging):
     watch = mqtt.MqttWatch(settings.data_endpoint, settings.region, creds(settings, secret="wrong-secret"),
                            "a/#", ca_bundle=settings.ca_bundle)
     with pytest.raises(mqtt.MqttConnectionError, match="403 Forbidden.*SigV4 signature was not accepted"):

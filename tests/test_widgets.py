@@ -134,7 +134,7 @@ def test_target_chooser_records_the_sandbox_target(dirs):
     assert chooser.error is None and chooser.workbook.target == "sandbox"
     shown = widgets._output_text(chooser.output)
     assert shown.startswith("✓ Recorded.") and "target:   sandbox" in shown and state.suffix in shown
-    assert repr(chooser) == "TargetChooser(target='sandbox', region='eu-west-1')"
+    assert repr(chooser) == "Run this cell to show the target chooser (recorded: target sandbox, region eu-west-1)."
 
 
 def test_target_chooser_shows_a_bad_region_without_raising(dirs):
@@ -227,3 +227,21 @@ def test_message_view_shows_only_the_latest():
     assert f"last {view.SHOWN} of {view.SHOWN + 5}" in view.html.value
     assert ">t/4<" not in view.html.value and f">t/{view.SHOWN + 4}<" in view.html.value
     view.stop()
+
+
+def test_arn_boxes_check_that_the_resource_exists(wb, deployer):
+    from helpers.widgets import (ArnError, arn_input, authorizer_exists, function_exists, validate_authorizer_arn,
+                                 validate_function_arn)
+
+    fn = deployer.function("def lambda_handler(event, context):\n    return {}\n")
+    box = arn_input("Function ARN", fn, validate_function_arn, function_exists(wb))
+    assert box.error is None and "and it exists" in box.status.value and box.checked() == fn
+    box.value = fn[:-1] + "x"  # well-formed, but no such function
+    assert "No Lambda function has this ARN" in box.error
+    with pytest.raises(ArnError, match="Function ARN: No Lambda function has this ARN"):
+        box.checked()
+    _, auth_arn = deployer.authorizer(fn, None)
+    box = arn_input("Authorizer ARN", auth_arn, validate_authorizer_arn, authorizer_exists(wb))
+    assert box.error is None
+    box.value = auth_arn + "-typo"
+    assert "No authorizer called" in box.error

@@ -27,6 +27,8 @@ def test_workbook_runs_on_the_aws_code_path(tmp_path, monkeypatch):
         for key, value in settings.env().items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("WORKBOOK_TARGET", "aws")
+        # opt in: without it the aws target refuses settings that point at the sandbox (test_target_honesty.py)
+        monkeypatch.setenv("WORKBOOK_ALLOW_SANDBOX_AS_AWS", "1")
         monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))
         # a sandbox the notebooks must NOT start: on the AWS path nothing may touch helpers.sandbox
         monkeypatch.setenv("IOT_SANDBOX_HOME", str(tmp_path / "unused-sandbox"))

@@ -165,6 +165,8 @@ class Sandbox:
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
                 port = last if last and _port_free(last) else 0
+            # the data endpoint keeps its port too (open notebooks keep working after a restart)
+            self.data_port = self.data_port or _last_free_port(self.store, "data_port")
             try:
                 work_dir = homes.runtime_dir(self.home)
             except homes.HomeError as exc:
@@ -195,6 +197,7 @@ class Sandbox:
             sdk = {"AWS_ENDPOINT_URL": f"https://127.0.0.1:{api_port}", "AWS_CA_BUNDLE": str(work_dir / "ca.pem")}
             self.runtime.credential_issuer = lambda spec: awslambda.execution_credentials(ctx, spec, sdk)
             self.store.set_setting("api_port", str(api_port))
+            self.store.set_setting("data_port", str(data_port))
             info = {
                 "pid": os.getpid(),
                 "home": str(self.home),
@@ -250,9 +253,17 @@ class Sandbox:
             self._lock = None
 
 
+def _last_free_port(store, setting: str) -> int:
+    """The port this home last used for ``setting`` when it is free now, else 0 (any free port)."""
+    last = int(store.get_setting(setting, "0") or 0)
+    return last if last and _port_free(last) else 0
+
+
 def _port_free(port: int) -> bool:
     import socket
     with socket.socket() as s:
+        # as the servers bind: a port whose old connections linger in TIME_WAIT is free to listen on
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

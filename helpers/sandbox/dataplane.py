@@ -337,7 +337,7 @@ class DataApp:
                                sourceIp=req.client_address[0], sourcePort=req.client_address[1],
                                reason=reason, details=details)
         entry["sandbox"] = {**trace.attempt.details(), "decidedBy": trace.deciding}
-        iot_logs.write(ctx, entry, level=entry["logLevel"])
+        iot_logs.write(ctx, entry, level=iot_logs.level_for(status))
 
     def _log_connect_refusal(self, ctx: core.Context, req: Request, details: str) -> None:
         entry = iot_logs.entry(ctx, event_type="Connect", status="Failure", protocol="MQTT",

@@ -126,7 +126,8 @@ class DeviceHooks:
         return self.authorization(ctx, authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
 
     def log(self, entry: dict) -> None:
-        iot_logs.write(self.ctx, entry, level=entry.get("logLevel"))  # the broker's entries: the default region
+        # the broker's entries (their level as AWS gives it); written in the default region's log group
+        iot_logs.write(self.ctx, entry, level=entry.get("logLevel") or iot_logs.level_for(entry.get("status", "")))
 
 
 def serve_function(broker, hooks: DeviceHooks):

@@ -11,13 +11,13 @@
 # 2. How one set of boto3 calls reaches either target: only the endpoint and credentials change.
 # 3. How to ask AWS who you are (`sts get-caller-identity`) and read the answer.
 #
-# **Time to learn:** 10 minutes
+# **Time to learn:** 10 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
 # | --- | --- | --- |
 # | Running a notebook cell (Shift+Enter) | Necessary | [JupyterLab basics](https://jupyterlab.readthedocs.io/en/stable/user/notebook.html) |
-# | What an AWS account and region are | Helpful | [AWS glossary](../README.md#glossary) |
+# | What an AWS account and region are | Helpful | [AWS glossary](https://docs.aws.amazon.com/glossary/latest/reference/glos-chap.html) |
 #
 # Nothing else: no AWS account is needed for the sandbox.
 
@@ -28,7 +28,7 @@ from helpers.errors import show_briefly
 from helpers.widgets import target_chooser
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %% [markdown]
 # ## 1. Two targets, one code path
@@ -129,6 +129,21 @@ print(f"✓ Set up: target {wb.target}, region {wb.region}, account reachable.")
 # So that many learners can share one AWS account without name collisions, and so that running a
 # notebook again reuses this workbook's resources instead of failing with a conflict.
 # </details>
+
+# %% [markdown]
+# ## The notebooks
+# | notebook | stage | workshop path |
+# | --- | --- | --- |
+# | [00 · Set up](00-set-up.ipynb) | choose the target and check who you are | 5 min |
+# | [01 · The authorizer function](01-authorizer-function.ipynb) | the Lambda handler, its role, deploy and test | 10 min |
+# | [02 · The key pair](02-key-pair.ipynb) | the RSA key pair that signs tokens | 5 min |
+# | [03 · Create the authorizer](03-create-authorizer.ipynb) | the authorizer, signing on | 5 min |
+# | [04 · Grant permission](04-grant-permission.ipynb) | let `iot.amazonaws.com` invoke the function | 5 min |
+# | [05 · Test invoke](05-test-invoke.ipynb) | `test-invoke-authorizer`: Deny, then Allow | 10 min |
+# | [06 · Publish over HTTPS](06-publish-https.ipynb) | a device's request with the custom-auth headers | 10 min |
+# | [07 · Watch the messages](07-watch-messages.ipynb) | an MQTT client watching | take home |
+# | [08 · Experiments](08-experiments.ipynb) | tampering, deny, the decision log, query strings | take home |
+# | [09 · Clean up](09-cleanup.ipynb) | delete everything the workbook created | 5 min |
 
 # %% [markdown]
 # ## Summary

@@ -12,7 +12,7 @@
 # 3. How to deploy a function from a zip and wait until Lambda reports it `Active`.
 # 4. How to invoke it with test events and read its answer and its log tail.
 #
-# **Time to learn:** 20 minutes
+# **Time to learn:** 20 minutes to read everything; 10 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -20,6 +20,34 @@
 # | A target chosen and reachable | Necessary | [00 · Set up](00-set-up.ipynb) |
 # | What AWS Lambda is (functions, handlers, invocations) | Helpful | [Lambda: how it works](https://docs.aws.amazon.com/lambda/latest/dg/concepts-basics.html) |
 # | IAM roles and trust policies | Helpful | [IAM roles](https://docs.aws.amazon.com/IAM/latest/UserGuide/id_roles.html) |
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the function you write and deploy):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     end
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import base64
@@ -33,7 +61,7 @@ import zipfile
 from helpers.errors import show_briefly
 from helpers.workbook import FUNCTION_DIR, open_workbook, retry_while, zip_function
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 

@@ -12,7 +12,7 @@
 # 3. How to keep the private key private: file modes and a git-ignored folder.
 # 4. How to sign a token, verify the signature, and see a tampered signature fail.
 #
-# **Time to learn:** 15 minutes
+# **Time to learn:** 15 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -22,6 +22,34 @@
 # | Public-key cryptography in one paragraph | Helpful | [Public-key cryptography](https://en.wikipedia.org/wiki/Public-key_cryptography) |
 #
 # This notebook makes no AWS calls: everything happens on your machine.
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the key pair behind the signature):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     end
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import base64
@@ -35,7 +63,7 @@ from helpers.errors import show_briefly
 from helpers.keys import generate_key_pair, openssl_commands, sign_token, tamper, verify_signature
 from helpers.workbook import REPO_ROOT, open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 

@@ -12,7 +12,7 @@
 # 3. How to read an authorizer back with `describe_authorizer`.
 # 4. What AWS IoT answers when the public key is unusable, and why authorizers are a limited resource.
 #
-# **Time to learn:** 15 minutes
+# **Time to learn:** 15 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -20,6 +20,34 @@
 # | The deployed authorizer function and its ARN | Necessary | [01 · The authorizer function](01-authorizer-function.ipynb) |
 # | The token-signing key pair | Necessary | [02 · The token-signing key pair](02-key-pair.ipynb) |
 # | Amazon Resource Names (ARNs) | Helpful | [ARNs](https://docs.aws.amazon.com/IAM/latest/UserGuide/reference-arns.html) |
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the authorizer: name, token key, public key):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     rect rgb(255, 230, 140)
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     end
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import json
@@ -29,10 +57,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers.errors import show_briefly
-from helpers.widgets import arn_input, validate_function_arn
+from helpers.widgets import arn_input, function_exists, validate_function_arn
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 
@@ -41,11 +69,12 @@ print(f"target: {wb.target}, region: {wb.region}")
 #
 # The authorizer refers to its function by **function ARN**. The box below is pre-filled with the
 # ARN notebook 01 recorded. In the console you would paste it from the function's overview page;
-# here you may paste another function's ARN, and the box checks its shape as you type.
+# here you may paste another function's ARN, and the box checks its shape as you type and asks Lambda that it exists.
 
 # %%
 function_arn_box = arn_input(
-    "Function ARN", wb.state.require("function_arn", notebook="01-authorizer-function"), validate_function_arn
+    "Function ARN", wb.state.require("function_arn", notebook="01-authorizer-function"), validate_function_arn,
+    function_exists(wb),  # also asks AWS that it exists
 )
 function_arn_box
 
@@ -54,21 +83,20 @@ function_arn_box
 # without a browser, the box keeps its pre-filled value.)
 
 # %%
-function_arn = function_arn_box.value
-assert validate_function_arn(function_arn) is None, validate_function_arn(function_arn)
+function_arn = function_arn_box.checked()  # the shape and that it exists, or one line saying what is wrong
 print("Function ARN:", function_arn)
 
 # %% [markdown]
 # ### What just happened
 # `arn_input` (in `helpers/widgets.py`) showed a text box and a validator that knows the shape of a
-# Lambda function ARN, `arn:aws:lambda:<region>:<account>:function:<name>`. The assert stops the
+# Lambda function ARN, `arn:aws:lambda:<region>:<account>:function:<name>`, and asked Lambda that it exists. `checked()` stops the
 # notebook here if the value is not one, rather than letting AWS IoT reject it later.
 #
 # ### Troubleshooting
 # - **`NotReadyError: function_arn is not recorded yet: run notebook 01-authorizer-function
 #   first`**: the state file has no function ARN. Run notebook 01.
-# - **`AssertionError: ... is not a Lambda function ARN`**: the box holds something else (a role
-#   ARN, or a name). Paste the ARN that notebook 01 printed.
+# - **`ArnError: Function ARN: ...`**: the box holds something else (a role ARN, a name, or the
+#   ARN of a function that does not exist; the message says which). Paste the ARN notebook 01 printed.
 
 # %% [markdown]
 # ## 2. Create the authorizer with token signing on
@@ -184,6 +212,7 @@ print(small_public_pem.splitlines()[0], "... a 1024-bit RSA public key")
 # %% tags=["raises-exception"]
 # CLI: aws iot create-authorizer --authorizer-name my-new-authorizer-<suffix>-small-key ... \
 #        --token-signing-public-keys FirstKey="$(cat small-public-key.pem)"
+wb.record("iot-authorizer", throwaway_name)  # first: should AWS accept the key, notebook 09 deletes it
 iot.create_authorizer(
     authorizerName=throwaway_name,
     authorizerFunctionArn=function_arn,
@@ -194,7 +223,9 @@ iot.create_authorizer(
 )
 
 # %% [markdown]
-# AWS IoT answered **`InvalidRequestException`** (HTTP 400): the request itself is wrong, so
+# The sandbox answered **`InvalidRequestException`** (HTTP 400), which is what AWS's 2048-bit rule
+# implies; AWS does not document whether it checks the size at create time, so the throwaway name was
+# recorded first: if your account accepted the key, notebook 09 deletes that authorizer. The request itself is wrong, so
 # retrying it cannot help. The same error comes back for a garbled key, such as a PEM with a line
 # missing or its `BEGIN`/`END` lines cut off by a copy and paste. Nothing was created:
 
@@ -205,6 +236,7 @@ try:
     throwaway_exists = True
 except iot.exceptions.ResourceNotFoundException:
     throwaway_exists = False
+    wb.state.forget_resource("iot-authorizer", throwaway_name)  # nothing to clean up
 print("Throwaway authorizer exists:", throwaway_exists)
 
 # %% [markdown]
@@ -234,7 +266,7 @@ assert check["tokenKeyName"] == wb.state.require("token_key_name", notebook="03-
 assert check["tokenSigningPublicKeys"]["FirstKey"].strip() == public_key_pem.strip()
 assert check["authorizerFunctionArn"] == function_arn == wb.state["function_arn"]
 assert check["authorizerArn"] == wb.state.require("authorizer_arn", notebook="03-create-authorizer")
-assert not throwaway_exists
+assert not throwaway_exists or ("iot-authorizer", throwaway_name) in wb.state.resources()  # either outcome, recorded
 print(f"✓ Authorizer: {check['authorizerName']} is ACTIVE, signing on with FirstKey, calling your function.")
 
 # %% [markdown]

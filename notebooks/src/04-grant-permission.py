@@ -11,7 +11,7 @@
 # 2. How `add_permission` grants `lambda:InvokeFunction` to `iot.amazonaws.com` for one authorizer ARN.
 # 3. How to read the statement back with `get_policy`, and why statement ids must be unique.
 #
-# **Time to learn:** 10 minutes
+# **Time to learn:** 10 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -20,14 +20,42 @@
 # | The authorizer and its ARN | Necessary | [03 · Create the authorizer](03-create-authorizer.ipynb) |
 # | IAM policy basics (Effect, Principal, Action, Resource, Condition) | Helpful | [IAM policies](https://docs.aws.amazon.com/IAM/latest/UserGuide/access_policies.html) |
 
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the permission that lets IoT invoke the function):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     end
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
+
 # %%
 import json
 
 from helpers.errors import show_briefly
-from helpers.widgets import arn_input, validate_authorizer_arn
+from helpers.widgets import arn_input, authorizer_exists, validate_authorizer_arn
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 
@@ -50,13 +78,13 @@ print(f"target: {wb.target}, region: {wb.region}")
 
 # %%
 authorizer_arn_box = arn_input(
-    "Authorizer ARN", wb.state.require("authorizer_arn", notebook="03-create-authorizer"), validate_authorizer_arn
+    "Authorizer ARN", wb.state.require("authorizer_arn", notebook="03-create-authorizer"), validate_authorizer_arn,
+    authorizer_exists(wb),  # also asks AWS that it exists
 )
 authorizer_arn_box
 
 # %%
-authorizer_arn = authorizer_arn_box.value
-assert validate_authorizer_arn(authorizer_arn) is None, validate_authorizer_arn(authorizer_arn)
+authorizer_arn = authorizer_arn_box.checked()  # the shape and that it exists, or one line saying what is wrong
 function_name = wb.names.function
 statement_id = wb.names.statement_id
 print("Authorizer ARN:", authorizer_arn)
@@ -71,7 +99,7 @@ print("Statement id:  ", statement_id)
 #
 # ### Troubleshooting
 # - **`NotReadyError: authorizer_arn is not recorded yet`**: run notebook 03 first.
-# - **`AssertionError: ... is not an authorizer ARN`**: the box holds something else, for example
+# - **`ArnError: Authorizer ARN: ...`** (a wrong shape, or no such authorizer): the box holds something else, for example
 #   the function ARN. Paste the ARN that notebook 03 printed.
 
 # %% [markdown]

@@ -13,7 +13,7 @@
 # 3. How to pass an HTTP context so the function sees a query string, and read the Allow policy.
 # 4. What happens to a tampered signature, and how the function's log proves it was never called.
 #
-# **Time to learn:** 15 minutes
+# **Time to learn:** 15 minutes to read everything; 10 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -22,6 +22,34 @@
 # | The authorizer | Necessary | [03 · Create the authorizer](03-create-authorizer.ipynb) |
 # | The invoke permission | Necessary | [04 · Let IoT invoke the function](04-grant-permission.ipynb) |
 # | The function's event and response | Helpful | [01 · The authorizer function](01-authorizer-function.ipynb) |
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (test-invoke-authorizer runs these steps without a device):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     end
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import base64
@@ -32,7 +60,7 @@ from helpers.errors import show_briefly
 from helpers.keys import load_key_pair, openssl_commands, sign_token, tamper, verify_signature
 from helpers.workbook import error_code, open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 wb = open_workbook()
 print(f"target: {wb.target}, region: {wb.region}")
 
@@ -44,6 +72,8 @@ print(f"target: {wb.target}, region: {wb.region}")
 
 # %%
 TOKEN = "tokenKeyValue"
+wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
+                     statement_id="04-grant-permission")  # names every notebook still to run
 private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
 pair = load_key_pair(wb.keys_dir)
 assert str(pair.private_key_path) == private_key_path
@@ -57,7 +87,7 @@ wb.state.set(token=TOKEN)
 # %% [markdown]
 # ### What just happened
 # `sign_token` (in `helpers/keys.py`) made the RSA SHA-256 signature of the token's bytes and
-# base64-encoded it on one line. The notebook shows only its length and first characters: the
+# base64-encoded it on one line. The notebook shows only its length: the
 # full value is long, and together with the token it works like a password, so it has no business
 # in a notebook's saved output. The token itself is saved in the state as `token` for the next
 # notebooks.
@@ -187,7 +217,9 @@ tampered = tamper(signature)
 iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSignature=tampered)
 
 # %% [markdown]
-# AWS IoT answered **`InvalidRequestException`** (HTTP 400). Did the function run? Wait a little
+# The sandbox answers **`InvalidRequestException`** (HTTP 400): that is the sandbox's choice, since AWS
+# does not document what a tampered test-invoke returns (an error, or an answer that does not
+# authenticate). What matters holds on both: did the function run? Wait a little
 # (longer on AWS, where logs arrive with a delay), then count again:
 
 # %%
@@ -226,7 +258,10 @@ except iot.exceptions.ClientError as exc:
     tampered_code = error_code(exc)
 assert statement_of(plain)["Effect"] == "Deny" and plain["isAuthenticated"] is True
 assert statement_of(allowed)["Effect"] == "Allow"
-assert tampered_code == "InvalidRequestException" and new_starts == 0
+# What AWS answers a tampered test-invoke is not documented: an error (the sandbox: InvalidRequestException)
+# or an answer with isAuthenticated false. Either way the function must not have run.
+assert new_starts == 0
+print("tampered test-invoke answered:", tampered_code or "a result (not an error)")
 assert not verify_signature(pair.public_key_pem, TOKEN, tampered)
 assert wb.state.require("token", notebook="05-test-invoke") == TOKEN
 print("✓ Test invoke: Deny without context, Allow with actionToken=allow, tampered signature rejected.")

@@ -14,7 +14,7 @@
 # 3. How to send it with `requests` and read AWS IoT's answer: `200 OK` with a trace id.
 # 4. How the action token in the URL switches the function's decision between Allow and Deny.
 #
-# **Time to learn:** 20 minutes
+# **Time to learn:** 20 minutes to read everything; 10 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -24,6 +24,38 @@
 # | Signing a token, and what test-invoke proved | Necessary | [05 · Test the authorizer](05-test-invoke.ipynb) |
 # | HTTP requests, headers and status codes | Helpful | [MDN: An overview of HTTP](https://developer.mozilla.org/en-US/docs/Web/HTTP/Overview) |
 
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the device's HTTPS request and its answer):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     rect rgb(255, 230, 140)
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     end
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     rect rgb(255, 230, 140)
+#     Gateway->>Broker: 7. publish the message
+#     end
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     rect rgb(255, 230, 140)
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+#     end
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
+
 # %%
 import json
 
@@ -31,11 +63,11 @@ import requests
 
 from helpers.errors import show_briefly
 from helpers.keys import sign_token
-from helpers.publish import curl_command, send
+from helpers.publish import curl_command, send, signature_setup
 from helpers.widgets import action_token_sender
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %% [markdown]
 # Open the workbook and read what the earlier notebooks recorded: the authorizer's token key
@@ -45,6 +77,8 @@ show_briefly()  # errors from the workbook's helpers show as one clear line, not
 # %%
 wb = open_workbook()
 authorizer_name = wb.names.authorizer
+wb.state.require_all(private_key_path="02-key-pair", authorizer_arn="03-create-authorizer",
+                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
 wb.state.require("authorizer_arn", notebook="03-create-authorizer")
 token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
 token = wb.state.require("token", notebook="05-test-invoke")
@@ -140,10 +174,15 @@ print(response.json())
 # "traceId": ...}`. The **trace id** names this one request in AWS IoT's logs; notebook 08 uses it to
 # read *why* a request was refused.
 #
-# The same request from a terminal, with `curl` (on the sandbox, `--cacert` points at its CA):
+# The same request from a terminal, with `curl`, run from the repository's folder (on the sandbox,
+# `--cacert` points at its CA). A signature has no business in a notebook's saved output, so the
+# command reads it from a shell variable: set `TOKEN` and `SIGNATURE` first, with the same `openssl`
+# line as notebook 02, then paste the `curl` command.
 
 # %%
-print(curl_command(url, headers, payload, cacert=wb.ca_bundle))
+print(f"TOKEN={token}")
+print(signature_setup(wb.relative(private_key_path)))
+print(curl_command(url, headers, payload, cacert=wb.relative(wb.ca_bundle) if wb.ca_bundle else None))
 
 # %% [markdown]
 # ### Troubleshooting

@@ -13,7 +13,7 @@
 # 4. How to confirm that a denied publish delivers nothing.
 # 5. How a wildcard filter (`test/#`) catches messages on many topics.
 #
-# **Time to learn:** 20 minutes
+# **Time to learn:** 20 minutes to read everything; not on the README's 60-minute workshop path (a take-home notebook)
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -21,6 +21,34 @@
 # | Publishing over HTTPS with a custom authorizer | Necessary | [06 · Publish over HTTPS](06-publish-https.ipynb) |
 # | The token and its signature | Necessary | [05 · Test the authorizer](05-test-invoke.ipynb) |
 # | What SigV4 signing is | Helpful | [00 · Set up](00-set-up.ipynb) |
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (the MQTT client that watches):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     rect rgb(255, 230, 140)
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     end
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import json
@@ -33,7 +61,7 @@ from helpers.publish import send
 from helpers.widgets import format_messages, message_view
 from helpers.workbook import open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %% [markdown]
 # Open the workbook and prepare what a publish needs, as in notebook 06: the authorizer's name, the
@@ -41,6 +69,8 @@ show_briefly()  # errors from the workbook's helpers show as one clear line, not
 
 # %%
 wb = open_workbook()
+wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
+                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
 token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
 token = wb.state.require("token", notebook="05-test-invoke")
 signature = sign_token(wb.state.require("private_key_path", notebook="02-key-pair"), token)

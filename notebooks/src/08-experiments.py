@@ -12,7 +12,7 @@
 # 3. How to read *why* a request was refused, from the decision log and the function's own log.
 # 4. How to pass the credentials as query parameters, and why the signature must be URL-encoded there.
 #
-# **Time to learn:** 25 minutes
+# **Time to learn:** 25 minutes to read everything; not on the README's 60-minute workshop path (a take-home notebook)
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -21,6 +21,38 @@
 # | Watching a topic with MQTT | Necessary | [07 · Watch the messages arrive](07-watch-messages.ipynb) |
 # | How a token signature is made and checked | Helpful | [02 · The token-signing key pair](02-key-pair.ipynb) |
 # | Percent-encoding in URLs | Helpful | [MDN: Percent-encoding](https://developer.mozilla.org/en-US/docs/Glossary/Percent-encoding) |
+
+# %% [markdown]
+# ## Where this stage fits
+#
+# The custom-auth flow, with this notebook's part highlighted (where a request can be refused, and the log that says why):
+#
+# ```mermaid
+# sequenceDiagram
+#     participant Device
+#     participant Gateway as AWS IoT device gateway
+#     participant Authorizer as Custom authorizer
+#     participant Function as Lambda function
+#     participant Broker as Message broker
+#     participant Subscriber as MQTT subscriber
+#     Device->>Gateway: 1. POST /topics/TOPIC with authorizer name, token, signature
+#     Gateway->>Authorizer: 2. look up the custom authorizer by name
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Authorizer: 3. verify the token's signature with the public key
+#     end
+#     Authorizer->>Function: 4. invoke (allowed by the function's resource policy)
+#     Function-->>Authorizer: 5. isAuthenticated, principalId, policyDocuments
+#     rect rgb(255, 230, 140)
+#     Authorizer->>Authorizer: 6. does the policy allow iot:Publish on the topic?
+#     end
+#     Gateway->>Broker: 7. publish the message
+#     Broker-->>Subscriber: 8. deliver to matching subscriptions
+#     rect rgb(255, 230, 140)
+#     Gateway-->>Device: 9. 200 OK, or 403 Forbidden
+#     end
+# ```
+#
+# (JupyterLab 4.1 and later draw this diagram; elsewhere it shows as text. The README has the whole flow.)
 
 # %%
 import json
@@ -31,12 +63,13 @@ from urllib.parse import parse_qs, quote, urlsplit
 import requests
 
 from helpers.errors import show_briefly
+from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper, verify_signature
 from helpers.mqtt import watch_from_session
 from helpers.publish import query_auth_url, send
-from helpers.workbook import error_code, open_workbook
+from helpers.workbook import error_code, open_workbook, retry_while
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %% [markdown]
 # Open the workbook, prepare the token and its signature as in notebook 06, and start a watcher on
@@ -44,6 +77,9 @@ show_briefly()  # errors from the workbook's helpers show as one clear line, not
 
 # %%
 wb = open_workbook()
+iot = wb.client("iot")
+wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
+                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
 token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
 token = wb.state.require("token", notebook="05-test-invoke")
 private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
@@ -61,6 +97,36 @@ def publish(payload, *, action_token="allow", with_signature=signature):
 watch = watch_from_session(wb.session, wb.data_endpoint, topic, ca_bundle=wb.ca_bundle)
 watch.start(timeout=15)
 print(f"Watching {topic!r}; messages so far: {len(watch.messages)}")
+
+# %% [markdown]
+# ## 0. Turn on AWS IoT logging
+#
+# Section 3 reads *why* AWS IoT refused a request from its log group, `AWSIotLogsV2`. AWS IoT writes
+# nothing there until the account turns logging on, and the sandbox behaves the same way. Turning it on
+# takes two things ([AWS IoT: configure logging](https://docs.aws.amazon.com/iot/latest/developerguide/configure-logging.html)):
+#
+# 1. a **role** AWS IoT may assume (trusted by `iot.amazonaws.com`) that may write CloudWatch Logs:
+#    here with AWS's managed policy `service-role/AWSIoTLogging`;
+# 2. **`SetV2LoggingOptions`** with that role and a **default level**. AWS logs a successful publish at
+#    `INFO` and a refusal at `ERROR`, and a level logs itself and everything more severe, so `INFO`
+#    shows both (with `ERROR` the baseline's `Success` entry would never appear).
+#
+# Logging is one setting per account and region, and log lines cost money on AWS: the helper records
+# the options that were there before, and notebook 09 puts them back and deletes the role.
+
+# %%
+role_arn = logging_role(wb)  # creates or reuses the role (helpers/iot_logging.py); recorded for clean-up
+print("logging role:", role_arn)
+
+# %%
+# CLI: aws iot set-v2-logging-options --role-arn ROLE_ARN --default-log-level INFO
+answer = retry_while(lambda: iot.set_v2_logging_options(roleArn=role_arn, defaultLogLevel="INFO"),
+                     codes=("InvalidRequestException",), attempts=10)  # on AWS a new role takes seconds to work
+
+# %%
+# CLI: aws iot get-v2-logging-options
+options = iot.get_v2_logging_options()
+print("defaultLogLevel:", options["defaultLogLevel"], "| disableAllLogs:", options["disableAllLogs"])
 
 # %% [markdown]
 # ## 1. A tampered signature
@@ -132,10 +198,8 @@ print("new messages on the topic:", len(watch.messages) - count_before)
 #
 # Two things to know before you rely on it:
 #
-# - **On AWS the group exists only when AWS IoT logging is enabled** for the account and region
-#   (`aws iot set-v2-logging-options --role-arn ROLE_ARN --default-log-level ERROR`, with a role AWS
-#   IoT may use to write logs). It is an account-wide setting that costs money per log line, so this
-#   workbook does not turn it on for you. Without it, the calls below say the group does not exist.
+# - **The group exists only once AWS IoT logging is on** (section 0): until then, on AWS and on the
+#   sandbox alike, the calls below answer `ResourceNotFoundException` (the group does not exist).
 # - **The `sandbox` object is sandbox-only.** AWS's entries carry the status, reason and details; the
 #   sandbox adds what it alone can see: whether the signature verified, whether the function ran, and
 #   which policy statement decided. On AWS those columns show `-`.
@@ -163,9 +227,8 @@ try:
     decisions = {label: decision_for(result.trace_id) for label, result in requests_sent.items()}
 except logs.exceptions.ResourceNotFoundException:
     decisions = {}
-    print("The log group AWSIotLogsV2 does not exist: AWS IoT logging is not enabled in this account and "
-          "region. Enable it with `aws iot set-v2-logging-options` (see above) and run this notebook again; "
-          "until then, the explanation below says what the log would show.")
+    print("The log group AWSIotLogsV2 does not exist: AWS IoT logging is not on in this account and "
+          "region. Run section 0 above, then this notebook again from section 1.")
 
 print(f"{'request':<10} {'status':<8} {'reason':<24} {'signatureVerified':<18} {'lambdaInvoked':<14} decidedBy")
 for label, entry in decisions.items():
@@ -187,7 +250,9 @@ for label, entry in decisions.items():
 
 # %% [markdown]
 # ### What just happened
-# - **tampered**: `AUTHENTICATION_FAILURE`, signature not verified, function not invoked. AWS IoT
+# - **tampered**: `Failure`, signature not verified, function not invoked. The sandbox gives the
+#   reason `AUTHENTICATION_FAILURE`: that is *the sandbox's choice*, since AWS documents only
+#   `AUTHORIZATION_FAILURE`; on AWS, read the reason your entry carries. AWS IoT
 #   could not establish *who* the client is.
 # - **deny**: `AUTHORIZATION_FAILURE`, signature verified, function invoked, refused by the Deny
 #   statement of the policy the function returned. The client was recognised, but not allowed to
@@ -287,7 +352,8 @@ raw_url = (f"https://{endpoint}/topics/{topic}?qos=0&actionToken=allow"
            f"&x-amz-customauthorizer-name={wb.names.authorizer}&{token_key_name}={demo_token}"
            f"&x-amz-customauthorizer-signature={demo_signature}")
 received = parse_qs(urlsplit(raw_url).query)["x-amz-customauthorizer-signature"][0]
-print("URL:", raw_url)
+print("URL:", raw_url[:raw_url.index("x-amz-customauthorizer-signature=")]
+      + "x-amz-customauthorizer-signature=<the signature, not encoded>")  # a signature is never printed
 print("the server reads the signature unchanged:", received == demo_signature)
 print("what it reads contains spaces:          ", " " in received)
 
@@ -348,7 +414,7 @@ try:
     assert good_payload.encode() in payloads
     assert not any(b"tampered" in p or b'"deny"' in p or b"not encoded" in p for p in payloads)
     if decisions:  # the decision log exists (always on the sandbox)
-        assert decisions["tampered"]["reason"] == "AUTHENTICATION_FAILURE"
+        assert decisions["tampered"]["status"] == "Failure"  # its reason code: see section 3
         assert decisions["deny"]["reason"] == "AUTHORIZATION_FAILURE"
         assert decisions["baseline"]["status"] == "Success"
     assert invocation and any("['allow']" in line for line in invocation)
@@ -365,8 +431,8 @@ finally:
 #
 # <details><summary>Solution</summary>
 #
-# The reason: `AUTHENTICATION_FAILURE` (the signature did not verify) versus `AUTHORIZATION_FAILURE`
-# (the policy denied `iot:Publish`). And whether the function ran: not for the tampered signature,
+# The reason and details: the signature did not verify (the sandbox says `AUTHENTICATION_FAILURE`,
+# its own label) versus `AUTHORIZATION_FAILURE`, AWS's documented code (the policy denied `iot:Publish`). And whether the function ran: not for the tampered signature,
 # which is rejected before any invocation; yes for the deny, which the function itself decided.
 # </details>
 #
@@ -391,7 +457,7 @@ finally:
 # %% [markdown]
 # ## Summary
 # - A tampered signature is refused before the function runs: `403`, nothing delivered,
-#   `AUTHENTICATION_FAILURE` in the log.
+#   a `Failure` entry in the log (reason `AUTHENTICATION_FAILURE` on the sandbox, its own label).
 # - A Deny from the function is refused after it runs: `403`, nothing delivered,
 #   `AUTHORIZATION_FAILURE` in the log.
 # - The trace id in every answer finds the request in `AWSIotLogsV2` (when AWS IoT logging is on);

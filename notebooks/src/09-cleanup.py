@@ -13,7 +13,7 @@
 # 4. How to delete everything the workbook recorded, in dependency order.
 # 5. How to prove that it is gone, from the APIs themselves.
 #
-# **Time to learn:** 10 minutes
+# **Time to learn:** 10 minutes to read everything; 5 minutes on the README's 60-minute workshop path (run the cells, read "What just happened")
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -26,11 +26,11 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from helpers.cleanup import cleanup, format_steps
+from helpers.cleanup import adopt, cleanup, find_orphans, format_steps
 from helpers.errors import show_briefly
 from helpers.workbook import error_code, open_workbook
 
-show_briefly()  # errors from the workbook's helpers show as one clear line, not a stack trace
+show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
 
 # %%
 wb = open_workbook()
@@ -67,9 +67,23 @@ print(f"aws iot delete-authorizer --authorizer-name {name}")
 # %% [markdown]
 # The rest has an order too. IAM refuses to delete a role with policies still attached
 # (`DeleteConflict`), and a Lambda permission only exists as part of its function. So the workbook
-# goes from the outside in: authorizer, permission, function, policy attachment, role, key files.
+# goes from the outside in: the IoT logging options notebook 08 changed (put back as they were, or
+# turned off), authorizer, permission, function, policy attachments, roles, key files.
 # It deletes only what the earlier notebooks recorded with `wb.record(...)` in the state file,
 # never anything it merely finds by name, so it cannot touch another learner's resources.
+
+# %% [markdown]
+# ### If the state file was lost
+# A deleted or replaced `.workbook/state.json` would leave resources behind that nothing records. So
+# before the preview, the workbook looks for them: resources with its name prefixes and its tag, and
+# key files in its keys folder. On AWS only those provably yours count (their authorizer holds *your*
+# public key), so another learner's resources in a shared account are never touched; on the sandbox
+# everything in it is yours. What it finds is added to the record, and deleted with the rest.
+
+# %%
+orphans = find_orphans(wb)  # read-only calls: list/describe/get (helpers/cleanup.py)
+print(orphans.summary())
+print("added to the record:", adopt(wb, orphans))
 
 # %% [markdown]
 # ## 3. Preview: a dry run
@@ -160,11 +174,24 @@ checks = {
                                              "ResourceNotFoundException"),
     # CLI: aws iam get-role --role-name NAME
     f"role {wb.names.role}": is_gone(lambda: iam.get_role(RoleName=wb.names.role), "NoSuchEntity"),
+    f"role {wb.names.logging_role}": is_gone(lambda: iam.get_role(RoleName=wb.names.logging_role), "NoSuchEntity"),
 }
 key_files = sorted(wb.keys_dir.glob("*.pem")) if wb.keys_dir.is_dir() else []
 checks["key files in the keys folder"] = "gone" if not key_files else f"STILL THERE: {len(key_files)} files"
 for what, verdict in checks.items():
     print(f"{what:<44} {verdict}")
+
+# %% [markdown]
+# AWS IoT logging is back as it was before notebook 08 (off, if it was never configured):
+
+# %%
+# CLI: aws iot get-v2-logging-options
+try:
+    logging_now = iot.get_v2_logging_options()
+    logging_off = logging_now["disableAllLogs"] or logging_now["defaultLogLevel"] == "DISABLED"
+except ClientError as error:
+    logging_off = error_code(error) == "NotConfiguredException"
+print("AWS IoT logging off:", logging_off)
 
 # %% [markdown]
 # And the authorizer list, as the tutorial's first command shows it: yours is no longer in it.

@@ -647,3 +647,26 @@ def untag_resource(req: core.Request, ctx: core.Context) -> Response:
     with ctx.store.tx() as db:
         db.executemany("DELETE FROM iot_tags WHERE resource_arn = ? AND key = ?", [(arn, k) for k in keys])
     return Response.json({})
+
+
+# --- logging (SetV2LoggingOptions / GetV2LoggingOptions; the gating is in helpers/sandbox/iot_logs.py) ------
+
+@_router.route("POST", "/v2LoggingOptions")
+def set_v2_logging_options(req: core.Request, ctx: core.Context) -> Response:
+    from helpers.sandbox import iot_logs
+
+    iot_logs.set_options(ctx, req.json())
+    return Response.json({})
+
+
+@_router.route("GET", "/v2LoggingOptions")
+def get_v2_logging_options(req: core.Request, ctx: core.Context) -> Response:
+    from helpers.sandbox import iot_logs
+
+    options = iot_logs.get_options(ctx)
+    if options is None:  # the model's error for "never configured"
+        raise AwsError("NotConfiguredException",
+                       "AWS IoT logging is not configured in this account and region: call "
+                       "SetV2LoggingOptions (aws iot set-v2-logging-options --role-arn ROLE_ARN "
+                       "--default-log-level INFO) first.", 404)
+    return Response.json(options)
