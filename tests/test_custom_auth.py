@@ -36,6 +36,9 @@ EXPECTED = {
     "timeout": ("InvalidResponseException", 0x87, "timed out"),
 }
 
+#: AWSIotLogsV2 entries are asserted here, and AWS IoT logs nothing until logging is on.
+pytestmark = pytest.mark.usefixtures("iot_logging")
+
 
 @pytest.fixture(scope="module")
 def broken(deployer, settings):

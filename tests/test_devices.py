@@ -52,6 +52,9 @@ def lambda_handler(event, context):
 '''
 TOKEN = "device-token-1"
 
+#: AWSIotLogsV2 entries are asserted here, and AWS IoT logs nothing until logging is on.
+pytestmark = pytest.mark.usefixtures("iot_logging")
+
 
 @pytest.fixture(scope="module")
 def device_auth(deployer, rsa_key):

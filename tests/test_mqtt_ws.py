@@ -31,6 +31,9 @@ from helpers.sandbox import sigv4
 NOW = dt.datetime(2024, 5, 6, 7, 8, 9, tzinfo=dt.timezone.utc)
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
+#: AWSIotLogsV2 entries are asserted here, and AWS IoT logs nothing until logging is on.
+pytestmark = pytest.mark.usefixtures("iot_logging")
+
 
 # --- helpers ---------------------------------------------------------------------------------------------
 
