@@ -516,3 +516,35 @@ async def test_publish_rejects_bad_topics():
             broker.publish(topic, b"", qos=0, retain=False)
     with pytest.raises(ValueError):
         broker.publish("t", b"", qos=2, retain=False)
+
+
+# --------------------------------------------------------------------------- log entries
+
+@run
+async def test_log_entry_fields_and_log_wanted_gate():
+    hooks = Hooks()
+    broker = Broker(hooks, fast_limits())
+    client = await connected(broker, "c1", 5)
+    client.send(c.Publish("r/t", b"x", 1, True, False, 1))
+    await client.recv()
+    client.send(c.Unsubscribe(2, ["never/subscribed"]))
+    unsuback = await client.recv()
+    assert unsuback.reason_codes == [c.NO_SUBSCRIPTION_EXISTED]
+    entry = hooks.events("Publish-In")[0]
+    assert entry["retain"] == "True" and entry["topicName"] == "r/t"
+    import re
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", entry["timestamp"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", entry["traceId"])
+    assert entry["sandbox"]["mqttVersion"] == "5" and entry["sandbox"]["transport"] == "mqtt"
+    assert hooks.events("Unsubscribe")[0]["topicName"] == "never/subscribed"
+    await broker.close()
+
+    quiet = Hooks()
+    quiet.log_wanted = lambda level: level == "ERROR"      # log level ERROR: only failures are written
+    broker2 = Broker(quiet, fast_limits())
+    ok = await connected(broker2, "ok")
+    bad = RawClient(broker2, 4)
+    assert (await bad.connect("bad", username="deny")).reason_code == 4
+    await broker2.close()
+    assert [(e["eventType"], e["status"]) for e in quiet.entries] == [("Connect", "Failure")]
+    assert await ok.closed() == []
