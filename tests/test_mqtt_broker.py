@@ -548,3 +548,28 @@ async def test_log_entry_fields_and_log_wanted_gate():
     await broker2.close()
     assert [(e["eventType"], e["status"]) for e in quiet.entries] == [("Connect", "Failure")]
     assert await ok.closed() == []
+
+
+@run
+async def test_policy_refresh_replaces_the_cached_policy():
+    from helpers.sandbox.mqtt.broker import PolicyAuthorization
+    from tests.mqtt_harness import REGION
+    hooks = Hooks([policy(allow("iot:Connect", "client/*"), allow("iot:Publish", "topic/old"))])
+    hooks.refresh_after = 0.05
+    refreshed = asyncio.Event()
+
+    async def refresher():
+        refreshed.set()
+        return PolicyAuthorization([policy(allow("iot:Connect", "client/*"), allow("iot:Publish", "topic/new"))],
+                                   principal_id="dev1", region=REGION, account_id=ACCOUNT)
+    hooks.refresher = refresher
+    broker = Broker(hooks, fast_limits())
+    client = await connected(broker, "c1", 5)
+    client.send(c.Publish("old", b"x", 1, False, False, 1))
+    assert (await client.recv()).reason_code == 0
+    await refreshed.wait()
+    await asyncio.sleep(0)
+    client.send(c.Publish("old", b"x", 1, False, False, 2))
+    client.send(c.Publish("new", b"x", 1, False, False, 3))
+    assert [(await client.recv()).reason_code for _ in range(2)] == [c.NOT_AUTHORIZED, 0]
+    await broker.close()

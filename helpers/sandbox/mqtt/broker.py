@@ -37,7 +37,7 @@ import math
 import random
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import authz
@@ -637,7 +637,7 @@ class Broker:
         s.timers = []
         refresh_after = getattr(s.auth, "refresh_after", None)
         if refresh_after:
-            s.timers.append(loop.call_later(refresh_after, self._spawn, self._refresh(s)))
+            s.timers.append(loop.call_later(refresh_after, lambda: self._spawn(self._refresh(s))))
         disconnect_after = getattr(s.auth, "disconnect_after", None)
         if disconnect_after and not getattr(s, "disconnect_at", None):
             s.disconnect_at = loop.time() + disconnect_after
