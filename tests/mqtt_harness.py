@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from helpers.sandbox import authz
 from helpers.sandbox.mqtt import codec as c
 from helpers.sandbox.mqtt.broker import AllowAll, Broker, ConnInfo, Limits, PolicyAuthorization, Refusal
 
@@ -185,5 +184,5 @@ def fast_limits(**kw) -> Limits:
     return Limits(**base)
 
 
-__all__ = ["ACCOUNT", "REGION", "Hooks", "MemoryStream", "RawClient", "allow", "authz", "deny", "fast_limits",
+__all__ = ["ACCOUNT", "REGION", "Hooks", "MemoryStream", "RawClient", "allow", "deny", "fast_limits",
            "policy"]

@@ -516,3 +516,60 @@ async def test_publish_rejects_bad_topics():
             broker.publish(topic, b"", qos=0, retain=False)
     with pytest.raises(ValueError):
         broker.publish("t", b"", qos=2, retain=False)
+
+
+# --------------------------------------------------------------------------- log entries
+
+@run
+async def test_log_entry_fields_and_log_wanted_gate():
+    hooks = Hooks()
+    broker = Broker(hooks, fast_limits())
+    client = await connected(broker, "c1", 5)
+    client.send(c.Publish("r/t", b"x", 1, True, False, 1))
+    await client.recv()
+    client.send(c.Unsubscribe(2, ["never/subscribed"]))
+    unsuback = await client.recv()
+    assert unsuback.reason_codes == [c.NO_SUBSCRIPTION_EXISTED]
+    entry = hooks.events("Publish-In")[0]
+    assert entry["retain"] == "True" and entry["topicName"] == "r/t"
+    import re
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", entry["timestamp"])
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", entry["traceId"])
+    assert entry["sandbox"]["mqttVersion"] == "5" and entry["sandbox"]["transport"] == "mqtt"
+    assert hooks.events("Unsubscribe")[0]["topicName"] == "never/subscribed"
+    await broker.close()
+
+    quiet = Hooks()
+    quiet.log_wanted = lambda level: level == "ERROR"      # log level ERROR: only failures are written
+    broker2 = Broker(quiet, fast_limits())
+    ok = await connected(broker2, "ok")
+    bad = RawClient(broker2, 4)
+    assert (await bad.connect("bad", username="deny")).reason_code == 4
+    await broker2.close()
+    assert [(e["eventType"], e["status"]) for e in quiet.entries] == [("Connect", "Failure")]
+    assert await ok.closed() == []
+
+
+@run
+async def test_policy_refresh_replaces_the_cached_policy():
+    from helpers.sandbox.mqtt.broker import PolicyAuthorization
+    from tests.mqtt_harness import REGION
+    hooks = Hooks([policy(allow("iot:Connect", "client/*"), allow("iot:Publish", "topic/old"))])
+    hooks.refresh_after = 0.05
+    refreshed = asyncio.Event()
+
+    async def refresher():
+        refreshed.set()
+        return PolicyAuthorization([policy(allow("iot:Connect", "client/*"), allow("iot:Publish", "topic/new"))],
+                                   principal_id="dev1", region=REGION, account_id=ACCOUNT)
+    hooks.refresher = refresher
+    broker = Broker(hooks, fast_limits())
+    client = await connected(broker, "c1", 5)
+    client.send(c.Publish("old", b"x", 1, False, False, 1))
+    assert (await client.recv()).reason_code == 0
+    await refreshed.wait()
+    await asyncio.sleep(0)
+    client.send(c.Publish("old", b"x", 1, False, False, 2))
+    client.send(c.Publish("new", b"x", 1, False, False, 3))
+    assert [(await client.recv()).reason_code for _ in range(2)] == [c.NOT_AUTHORIZED, 0]
+    await broker.close()

@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import datetime as dt
 import logging
 import math
+import random
+import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .. import authz
@@ -369,6 +370,10 @@ class Broker:
         self._closing = False
         self._published = self._delivered = self._acked = 0
         self._dropped_slow = self._refused = 0
+        #: optional ``hooks.log_wanted(log_level) -> bool``: skip building entries nobody keeps
+        #: (AWS writes INFO entries only at log level INFO/DEBUG, ERROR ones at ERROR and above).
+        self._log_wanted = getattr(hooks, "log_wanted", None)
+        self._stamp_second, self._stamp_text = -1, ""
 
     # --- public API ---
 
@@ -632,7 +637,7 @@ class Broker:
         s.timers = []
         refresh_after = getattr(s.auth, "refresh_after", None)
         if refresh_after:
-            s.timers.append(loop.call_later(refresh_after, self._spawn, self._refresh(s)))
+            s.timers.append(loop.call_later(refresh_after, lambda: self._spawn(self._refresh(s))))
         disconnect_after = getattr(s.auth, "disconnect_after", None)
         if disconnect_after and not getattr(s, "disconnect_at", None):
             s.disconnect_at = loop.time() + disconnect_after
@@ -743,7 +748,10 @@ class Broker:
                 return
             self._kick(s, "THROTTLED", None, details)
             return
-        self._log("Publish-In", "Success", s, topicName=topic)
+        if p.retain:
+            self._log("Publish-In", "Success", s, topicName=topic, retain="True")
+        else:
+            self._log("Publish-In", "Success", s, topicName=topic)
         self._route(msg)
         if p.qos:
             s.send_ctrl(c.Puback(p.packet_id))
@@ -1038,11 +1046,24 @@ class Broker:
     # --- AWSIotLogsV2 ---
 
     def _log(self, event: str, status: str, s: _Session, *, sandbox: dict | None = None, **fields: Any) -> None:
-        now = dt.datetime.now(dt.timezone.utc)
+        level = "INFO" if status == "Success" else "ERROR"
+        if self._log_wanted is not None:
+            try:
+                if not self._log_wanted(level):
+                    return
+            except Exception:
+                log.exception("Hooks.log_wanted failed")
+        now = time.time()
+        second = int(now)
+        if second != self._stamp_second:
+            self._stamp_second = second
+            self._stamp_text = time.strftime("%Y-%m-%d %H:%M:%S.", time.gmtime(second))
+        bits = random.getrandbits(128)
+        trace = f"{bits:032x}"
         entry: dict[str, Any] = {
-            "timestamp": now.strftime("%Y-%m-%d %H:%M:%S.") + f"{now.microsecond // 1000:03d}",
-            "logLevel": "INFO" if status == "Success" else "ERROR",
-            "traceId": str(uuid.uuid4()),
+            "timestamp": f"{self._stamp_text}{int((now - second) * 1000):03d}",
+            "logLevel": level,
+            "traceId": f"{trace[:8]}-{trace[8:12]}-{trace[12:16]}-{trace[16:20]}-{trace[20:]}",
             "accountId": s.account_id or self.account_id,
             "status": status,
             "eventType": event,
