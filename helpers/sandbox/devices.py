@@ -125,6 +125,10 @@ class DeviceHooks:
                                                "isAuthenticated: false.")
         return self.authorization(ctx, authorizer, result, conn, creds=creds, mqtt=mqtt, http=http)
 
+    def log_wanted(self, level: str) -> bool:
+        """Whether AWS IoT logging is on at ``level`` (the broker builds no entry otherwise)."""
+        return iot_logs.enabled(self.ctx, level)
+
     def log(self, entry: dict) -> None:
         # the broker's entries (their level as AWS gives it); written in the default region's log group
         iot_logs.write(self.ctx, entry, level=entry.get("logLevel") or iot_logs.level_for(entry.get("status", "")))
