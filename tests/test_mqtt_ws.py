@@ -346,8 +346,10 @@ def test_protocol_violations_get_the_right_close_code(settings, bad, code):
     ws = RawWs(settings)
     try:
         assert ws.status == 101
-        if bad == "oversized":  # a 300 KB message: more than any MQTT packet AWS IoT takes
-            ws.send(frame(OP_BINARY, os.urandom(300 * 1024), mask=os.urandom(4)))
+        if bad == "oversized":  # a PUBLISH announcing 300 KB: refused from its fixed header, its body never sent
+            ws.send_frame(OP_BINARY, mqtt_connect_packet(f"big-{uuid.uuid4().hex[:8]}"))
+            assert ws.read_frame() == (OP_BINARY, b"\x20\x02\x00\x00")
+            ws.send_frame(OP_BINARY, mqtt_publish_packet("t", os.urandom(300 * 1024))[:16])
         elif bad == "unmasked":
             ws.send(frame(OP_BINARY, b"\xc0\x00"))
         elif bad == "text":

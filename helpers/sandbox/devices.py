@@ -73,7 +73,7 @@ class DeviceHooks:
     def _authenticate(self, conn, connect):
         ctx = self.context(conn.server_name)
         attempt = custom_auth.Attempt()
-        http = getattr(conn, "http", None)
+        http = conn.http
         _, params = split_username(connect.username)
         try:
             authorizer = custom_auth.find_authorizer(ctx, params.get(custom_auth.AUTHORIZER_NAME_PARAM),
@@ -141,9 +141,8 @@ def serve_function(broker, hooks: DeviceHooks):
         preauth, headers, query = upgrade if upgrade else (None, None, None)
         info = mqtt_broker.ConnInfo(transport=transport, source_ip=conn.client_address[0],
                                     source_port=conn.client_address[1], server_name=conn.server_name,
-                                    connection_id=conn.connection_id, preauth=preauth)
-        if headers is not None:
-            info.http = {"headers": headers, "queryString": query}
+                                    connection_id=conn.connection_id, preauth=preauth,
+                                    http={"headers": headers, "queryString": query} if headers is not None else None)
         await broker.serve(stream, info)
 
     return serve

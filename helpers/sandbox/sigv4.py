@@ -53,7 +53,7 @@ import string
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote, unquote
 
 from .core import AwsError

@@ -71,6 +71,7 @@ class ConnInfo:
     server_name: str | None        # SNI host name
     connection_id: str             # the UUID the authorizer event carries as connectionMetadata.id
     preauth: Any = None            # an Authorization when the WebSocket upgrade already authenticated
+    http: dict | None = None       # over WebSocket: the upgrade request's headers and query string (the event's http)
 
 
 @dataclass
