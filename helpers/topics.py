@@ -1,7 +1,8 @@
-"""MQTT topic names, topic filters and messages: the rules every MQTT client and broker here share.
+"""MQTT messages and topic-filter checks for the workbook's MQTT clients.
 
 Plain data and checks with no sandbox in them, so the workbook's AWS path
-(``helpers/mqtt.py``) and the sandbox's broker use the same definitions.
+(``helpers/mqtt.py``) never loads the sandbox. (The sandbox's broker applies the
+full set of AWS's topic rules itself, ``helpers/sandbox/mqtt/broker.py``.)
 Rules from MQTT 3.1.1 §4.7 (the same in MQTT 5 §4.7) and AWS IoT Core's limits
 (https://docs.aws.amazon.com/general/latest/gr/iot-core.html).
 """
@@ -11,8 +12,6 @@ import base64
 import json
 from dataclasses import dataclass
 
-#: AWS IoT Core: "The payload for every publish request is limited to 128 KB."
-MAX_PAYLOAD_BYTES = 128 * 1024
 #: AWS IoT Core: topic "limited to 256 bytes of UTF-8 encoded characters".
 MAX_TOPIC_BYTES = 256
 
@@ -54,19 +53,6 @@ class Message:
 
 # --- topic names and filters (§4.7) ---------------------------------------
 
-def topic_name_error(topic: str) -> str | None:
-    """Why ``topic`` cannot be published to, or None when it is fine."""
-    if not topic:
-        return "a topic name must not be empty"
-    if "+" in topic or "#" in topic:
-        return f"topic name {topic!r} contains a wildcard (+ or #): wildcards are only for subscriptions"
-    if "\x00" in topic:
-        return "a topic name must not contain the null character"
-    if len(topic.encode("utf-8")) > MAX_TOPIC_BYTES:
-        return f"topic name is longer than {MAX_TOPIC_BYTES} bytes of UTF-8"
-    return None
-
-
 def topic_filter_error(topic_filter: str) -> str | None:
     """Why ``topic_filter`` is not a valid subscription filter, or None."""
     if not topic_filter:
@@ -83,20 +69,3 @@ def topic_filter_error(topic_filter: str) -> str | None:
         if "+" in level and level != "+":
             return f"in topic filter {topic_filter!r}, '+' must be a whole level (like 'sensors/+/temp')"
     return None
-
-
-def topic_matches(topic_filter: str, topic: str) -> bool:
-    """Whether a (valid) filter matches a topic name (§4.7.1, §4.7.2).
-
-    >>> topic_matches("a/+/c", "a/b/c"), topic_matches("a/#", "a"), topic_matches("#", "$SYS/x")
-    (True, True, False)
-    """
-    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
-        return False
-    f_levels, t_levels = topic_filter.split("/"), topic.split("/")
-    for i, f in enumerate(f_levels):
-        if f == "#":
-            return True
-        if i >= len(t_levels) or (f != "+" and f != t_levels[i]):
-            return False
-    return len(f_levels) == len(t_levels)

@@ -30,7 +30,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 from urllib.parse import parse_qs, unquote
 
 # --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
@@ -114,9 +114,10 @@ class Response:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
-    #: For protocol upgrades (status 101, e.g. MQTT over WebSocket): called after the response head is sent,
-    #: with the connection's buffered reader and writer; it owns the connection until it returns.
-    upgrade: Callable[[Any, Any], None] | None = None
+    #: For protocol upgrades (status 101, e.g. MQTT over WebSocket): awaited after the response head is sent,
+    #: with the connection's asyncio reader and writer and the bytes already read past the request
+    #: (``http11.Upgrade``); it owns the connection until it returns.
+    upgrade: Callable[[Any, Any, bytes], Awaitable[None]] | None = None
 
     @classmethod
     def json(cls, obj: Any, status: int = 200, headers: dict[str, str] | None = None,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import authz, core
 from .core import AwsError
@@ -51,8 +51,8 @@ class AuthFailure(Exception):
     """A stage of the pipeline refused; ``details`` says why and what to do, in a learner's words.
 
     ``stage`` is one of ``authorizer``, ``credentials``, ``signature``, ``function``,
-    ``permission``, ``invoke``, ``response`` (and ``denied`` for ``isAuthenticated:
-    false`` at a device door). ``error`` is what TestInvokeAuthorizer answers with.
+    ``permission``, ``invoke``, ``response``; ``isAuthenticated: false`` is an answer, not a
+    failure (each door decides). ``error`` is what TestInvokeAuthorizer answers with.
     """
 
     def __init__(self, stage: str, details: str, error: AwsError | None = None):
@@ -60,10 +60,6 @@ class AuthFailure(Exception):
         self.stage = stage
         self.details = details
         self.error = error or AwsError("InvalidRequestException", details, 400)
-
-    @property
-    def function_ran(self) -> bool:
-        return self.stage in ("invoke", "response", "denied")
 
 
 @dataclass
@@ -94,7 +90,6 @@ class Credentials:
     signature: str | None = None
     #: Where they came from, for messages: "header or query parameter", "MQTT username", ...
     where: str = "header or query parameter"
-    extra: dict = field(default_factory=dict)
 
 
 class NotCached(Exception):
@@ -123,7 +118,7 @@ def _lookup(ctx: core.Context, name: str | None, cached_only: bool) -> dict | st
 
 
 def find_authorizer(ctx: core.Context, name: str | None, *, where: str = "header or query parameter",
-                    region: str | None = None, cached_only: bool = False) -> dict:
+                    cached_only: bool = False) -> dict:
     """The ACTIVE authorizer named ``name``, else the default one; :class:`AuthFailure` otherwise.
 
     ``cached_only``: answer from memory or raise :class:`NotCached` (the event loop's fast path never

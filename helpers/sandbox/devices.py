@@ -40,7 +40,7 @@ from .mqtt import broker as mqtt_broker
 log = logging.getLogger("helpers.sandbox")
 
 #: Pipeline stages whose failure means "these credentials are wrong" rather than "not allowed".
-_BAD_CREDENTIALS = ("credentials", "signature", "denied")
+_BAD_CREDENTIALS = ("credentials", "signature")
 
 
 def split_username(username: str | None) -> tuple[str | None, dict[str, str]]:

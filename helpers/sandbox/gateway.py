@@ -77,12 +77,6 @@ class SocketStream:
     def close(self) -> None:
         self.writer.close()
 
-    @property
-    def buffered(self) -> int:
-        """Bytes written but not yet taken by the client (what a slow consumer piles up)."""
-        transport = self.writer.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
-
 
 class WebSocketStream:
     """MQTT in WebSocket binary messages (MQTT 3.1.1 §6, MQTT 5 §6), framed by wsproto.
@@ -158,11 +152,6 @@ class WebSocketStream:
         if self.ws.state is ConnectionState.OPEN:
             self._send(ws_events.CloseConnection(code=1000))
         self.writer.close()
-
-    @property
-    def buffered(self) -> int:
-        transport = self.writer.transport
-        return transport.get_write_buffer_size() if transport is not None else 0
 
 
 @dataclass
