@@ -1,0 +1,102 @@
+"""Reading CloudWatch Logs the way notebook 08 does: plumbing around ``filter_log_events``.
+
+The notebook keeps the lesson (which log group holds what, and the ``filter_log_events`` call with
+its CLI line) and calls these helpers for the parts that are only parsing and patience:
+
+- :func:`decision_for`: the ``AWSIotLogsV2`` entry of one request, found by its trace id;
+- :func:`split_invocations`: a Lambda log's lines grouped per invocation (``START`` ... ``END``);
+- :func:`invocation_lines`: the lines of the first invocation that mentions some text;
+- :func:`count_events`: how many events of a group match a filter pattern since a time.
+
+AWS delivers log events a few seconds after the fact
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/WhatIsCloudWatchLogs.html), so each reader
+asks again for a while (``attempts`` x ``delay``) before giving up; the sandbox writes at once, so
+there the first read answers.
+
+Usage:
+
+>>> split_invocations(["START RequestId: 1", "Event received: {}", "END RequestId: 1", "REPORT RequestId: 1",
+...                    "START RequestId: 2", "END RequestId: 2"])
+[['START RequestId: 1', 'Event received: {}', 'END RequestId: 1'], ['START RequestId: 2', 'END RequestId: 2']]
+"""
+from __future__ import annotations
+
+import json
+import time
+from typing import Callable
+
+__all__ = ["count_events", "decision_for", "invocation_lines", "split_invocations"]
+
+
+def _events(logs, **query) -> list[dict]:
+    """Every event of one ``filter_log_events`` query, all pages."""
+    events, token = [], None
+    while True:
+        page = logs.filter_log_events(**query, **({"nextToken": token} if token else {}))
+        events += page["events"]
+        token = page.get("nextToken")
+        if not token:
+            return events
+
+
+def decision_for(logs, trace_id: str, *, attempts: int = 15, delay: float = 2.0,
+                 sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """The ``AWSIotLogsV2`` entry (parsed JSON) for one request's trace id, or None if none arrived.
+
+    Raises the logs client's ``ResourceNotFoundException`` when the group does not exist (AWS IoT
+    logging is off): that is a different answer from "not yet".
+    """
+    for attempt in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
+        events = _events(logs, logGroupName="AWSIotLogsV2", filterPattern=f'"{trace_id}"')
+        if events:
+            return json.loads(events[0]["message"])
+        if attempt + 1 < attempts:
+            sleep(delay)
+    return None
+
+
+def split_invocations(lines: list[str]) -> list[list[str]]:
+    """Group a Lambda log's lines per invocation: from each ``START`` to its ``END`` (``REPORT`` left out)."""
+    invocations, current = [], None
+    for line in lines:
+        if line.startswith("START RequestId:"):
+            current = []
+        if current is not None:
+            current.append(line)
+        if line.startswith("END RequestId:") and current is not None:
+            invocations.append(current)
+            current = None
+    return invocations
+
+
+def invocation_lines(logs, group: str, since_ms: int, containing: str, *, attempts: int = 15,
+                     delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> list[str]:
+    """The lines of the first invocation since ``since_ms`` with a line containing ``containing`` ([] if none)."""
+    for attempt in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE_MS
+        lines = [event["message"].rstrip("\n") for event in _events(logs, logGroupName=group, startTime=since_ms)]
+        found = next((inv for inv in split_invocations(lines) if any(containing in line for line in inv)), [])
+        if found:
+            return found
+        if attempt + 1 < attempts:
+            sleep(delay)
+    return []
+
+
+def count_events(logs, group: str, pattern: str, since_ms: int, *, at_least: int = 1, attempts: int = 15,
+                 delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> int:
+    """How many events of ``group`` since ``since_ms`` match the filter ``pattern``.
+
+    Asks again while fewer than ``at_least`` have arrived (AWS delivers late), then answers what
+    it found, which may still be fewer: the caller's check decides what that means.
+    """
+    count = 0
+    for attempt in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name GROUP --filter-pattern PATTERN --start-time SINCE_MS
+        count = len(_events(logs, logGroupName=group, filterPattern=pattern, startTime=since_ms))
+        if count >= at_least:
+            return count
+        if attempt + 1 < attempts:
+            sleep(delay)
+    return count
