@@ -23,7 +23,9 @@ def output_texts(path: Path):
     for index, cell in enumerate(nb["cells"]):
         for output in cell.get("outputs", []):
             parts = [output.get("text", ""), output.get("evalue", ""), *output.get("traceback", [])]
-            for value in (output.get("data") or {}).values():
+            for mime, value in (output.get("data") or {}).items():
+                if mime.startswith("image/") and mime != "image/svg+xml":
+                    continue  # a base64-encoded picture (08's plot), not text: its letters are no signature
                 parts.append(value if isinstance(value, str) else "".join(value) if isinstance(value, list) else "")
             text = "".join("".join(p) if isinstance(p, list) else p for p in parts)
             text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # terminal colours

@@ -83,12 +83,13 @@ print("Arn:    ", identity["Arn"])
 # sent it over HTTPS, and got back the account id and the identity's ARN. On the sandbox the
 # account is always `123456789012`, the placeholder account AWS uses in its own documentation.
 #
-# To make the AWS CLI or any other AWS SDK talk to the sandbox from a terminal, print its
-# settings with `python -m helpers.sandbox env` and `eval` them:
+# To make the AWS CLI or any other AWS SDK talk to the sandbox from a terminal, start it (or find
+# the running one) with the venv's Python, from the repository's folder, and `eval` the settings it
+# prints; the AWS CLI is the one the workbook's install provides:
 #
 # ```bash
-# eval "$(python -m helpers.sandbox start)"
-# aws sts get-caller-identity
+# eval "$(.venv/bin/python -m helpers.sandbox start)"
+# .venv/bin/aws sts get-caller-identity
 # ```
 
 # %% [markdown]

@@ -59,6 +59,7 @@ import json
 import zipfile
 
 from helpers.errors import show_briefly
+from helpers.rerun import reuse_if_exists
 from helpers.workbook import FUNCTION_DIR, open_workbook, retry_while, zip_function
 
 show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
@@ -166,31 +167,37 @@ BASIC_EXECUTION_POLICY = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExe
 print(json.dumps(TRUST_POLICY, indent=2))
 
 # %% [markdown]
-# The next cell looks for the role first and creates it only if it is missing, so running it
-# again reuses your role. The role carries the workbook's tag, so you can find it in the console.
+# The next cell creates the role. Run it a second time and IAM answers `EntityAlreadyExists`:
+# `reuse_if_exists` (in `helpers/rerun.py`) takes that answer to mean "the role from your first
+# run is there, keep it", and lets every other error through. The role carries the workbook's tag,
+# so you can find it in the console.
 
 # %%
-try:
-    # CLI: aws iam get-role --role-name custom-auth-function-role-<suffix>
-    role = iam.get_role(RoleName=wb.names.role)["Role"]
-except iam.exceptions.NoSuchEntityException:
-    # CLI: aws iam create-role --role-name custom-auth-function-role-<suffix> --path /service-role/ \
-    #        --assume-role-policy-document file://trust-policy.json --tags Key=iot-custom-auth-workbook,Value=<suffix>
-    role = iam.create_role(
-        RoleName=wb.names.role,
-        Path="/service-role/",
-        AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
+# CLI: aws iam create-role --role-name custom-auth-function-role-<suffix> --path /service-role/ \
+#        --assume-role-policy-document file://trust-policy.json --tags Key=iot-custom-auth-workbook,Value=<suffix>
+with reuse_if_exists() as outcome:
+    iam.create_role(
+        RoleName=wb.names.role, Path="/service-role/", AssumeRolePolicyDocument=json.dumps(TRUST_POLICY),
         Description="Execution role of the custom authorizer function (iot-custom-auth-workbook)",
         Tags=[{"Key": key, "Value": value} for key, value in wb.tags().items()],
-    )["Role"]
+    )
 wb.record("iam-role", wb.names.role)
+print("created" if outcome.created else "already there from an earlier run: reused")
 
+# %% [markdown]
+# Now attach the managed policy, and read the role back: its ARN is what Lambda needs.
+
+# %%
 # CLI: aws iam attach-role-policy --role-name custom-auth-function-role-<suffix> \
 #        --policy-arn arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole
 iam.attach_role_policy(RoleName=wb.names.role, PolicyArn=BASIC_EXECUTION_POLICY)
 wb.record("iam-role-policy", f"{wb.names.role}/{BASIC_EXECUTION_POLICY}")
+
+# CLI: aws iam get-role --role-name custom-auth-function-role-<suffix>
+role = iam.get_role(RoleName=wb.names.role)["Role"]
 wb.state.set(role_arn=role["Arn"])
 
+# %%
 # CLI: aws iam list-attached-role-policies --role-name custom-auth-function-role-<suffix>
 attached = iam.list_attached_role_policies(RoleName=wb.names.role)["AttachedPolicies"]
 print("Role ARN:        ", role["Arn"])
@@ -210,9 +217,9 @@ print("Attached policies:", sorted(policy["PolicyArn"] for policy in attached))
 #   `iam:PassRole`, or for an existing role whose ARN you can use instead.
 # - **`ClientError: ... (MalformedPolicyDocument)`**: the trust policy is not valid JSON or not a
 #   valid policy. Compare it with the one printed above.
-# - **`ClientError: ... (EntityAlreadyExists)`**: another role has this name. The cell only
-#   creates the role when `get_role` did not find it, so this means two notebooks raced; run the
-#   cell again.
+# - **`EntityAlreadyExists`** does not reach you: `reuse_if_exists` reads it as "created by an
+#   earlier run". If the role was made by hand with another trust policy, delete it (notebook 09)
+#   and run section 2 again.
 
 # %% [markdown]
 # ## 3. Deploy the function
@@ -228,9 +235,8 @@ package_sha256 = base64.b64encode(hashlib.sha256(package).digest()).decode()
 print("Files in the package:", zipfile.ZipFile(io.BytesIO(package)).namelist())
 
 # %% [markdown]
-# Lambda identifies code by its **CodeSha256**: the SHA-256 hash of the zip, base64-encoded.
-# The cell below creates the function if it does not exist. If it exists, it compares the deployed
-# CodeSha256 with the local package's and uploads the code only when they differ.
+# The cell below creates the function from the zip. As with the role, a second run gets Lambda's
+# "Function already exist" (`ResourceConflictException`), and `reuse_if_exists` keeps your function.
 #
 # On AWS, a role created seconds ago may not be usable yet: IAM changes take a moment to reach
 # every Region, and Lambda answers `InvalidParameterValueException: The role defined for the
@@ -238,35 +244,32 @@ print("Files in the package:", zipfile.ZipFile(io.BytesIO(package)).namelist())
 # the call for a short while in that one case.
 
 # %%
-try:
-    # CLI: aws lambda get-function --function-name custom-auth-function-<suffix>
-    configuration = awslambda.get_function(FunctionName=wb.names.function)["Configuration"]
-except awslambda.exceptions.ResourceNotFoundException:
-    # CLI: aws lambda create-function --function-name custom-auth-function-<suffix> --runtime python3.12 \
-    #        --role <role ARN> --handler lambda_function.lambda_handler --zip-file fileb://function.zip \
-    #        --tags iot-custom-auth-workbook=<suffix>
-    configuration = retry_while(
-        lambda: awslambda.create_function(
-            FunctionName=wb.names.function,
-            Runtime="python3.12",
-            Role=role["Arn"],
-            Handler="lambda_function.lambda_handler",
-            Code={"ZipFile": package},
-            Description="Custom authorizer for AWS IoT Core (iot-custom-auth-workbook)",
-            Tags=wb.tags(),
-        ),
-        codes=("InvalidParameterValueException",),
-        message_contains="cannot be assumed",
-        attempts=15,
-        delay=2.0,
-    )
+# CLI: aws lambda create-function --function-name custom-auth-function-<suffix> --runtime python3.12 \
+#        --role <role ARN> --handler lambda_function.lambda_handler --zip-file fileb://function.zip \
+#        --tags iot-custom-auth-workbook=<suffix>
+with reuse_if_exists() as outcome:
+    retry_while(lambda: awslambda.create_function(
+        FunctionName=wb.names.function, Runtime="python3.12", Role=role["Arn"],
+        Handler="lambda_function.lambda_handler", Code={"ZipFile": package},
+        Description="Custom authorizer for AWS IoT Core (iot-custom-auth-workbook)", Tags=wb.tags(),
+    ), codes=("InvalidParameterValueException",), message_contains="cannot be assumed", attempts=15)
 wb.record("lambda-function", wb.names.function)
+print("created" if outcome.created else "already there from an earlier run: reused")
 
-if configuration["CodeSha256"] != package_sha256:
+# %% [markdown]
+# Lambda identifies code by its **CodeSha256**: the SHA-256 hash of the zip, base64-encoded. If the
+# function already existed, its code may be older than your `lambda_function.py`; compare the two
+# hashes and upload the code only when they differ.
+
+# %%
+# CLI: aws lambda get-function --function-name custom-auth-function-<suffix>
+deployed_sha256 = awslambda.get_function(FunctionName=wb.names.function)["Configuration"]["CodeSha256"]
+if deployed_sha256 != package_sha256:
     # CLI: aws lambda update-function-code --function-name custom-auth-function-<suffix> --zip-file fileb://function.zip
     awslambda.update_function_code(FunctionName=wb.names.function, ZipFile=package)
     # CLI: aws lambda wait function-updated-v2 --function-name custom-auth-function-<suffix>
     awslambda.get_waiter("function_updated_v2").wait(FunctionName=wb.names.function)
+print("code uploaded again" if deployed_sha256 != package_sha256 else "deployed code matches the local package")
 
 # %% [markdown]
 # A new function starts in the state `Pending` while Lambda prepares it, and can be invoked once
@@ -318,16 +321,21 @@ console_response = awslambda.invoke(
     FunctionName=wb.names.function, Payload=json.dumps(console_default_event), LogType="Tail"
 )
 console_answer = json.loads(console_response["Payload"].read())
+print("StatusCode:", console_response["StatusCode"])
+print(json.dumps(console_answer, indent=2))
+
+# %% [markdown]
+# The decision is the `Effect` of the policy's statement; a small function reads it, for this
+# answer and the ones to come:
 
 
+# %%
 def effect_of(answer):
     """The Effect of the first statement of the first policy document."""
     return answer["policyDocuments"][0]["Statement"][0]["Effect"]
 
 
-print("StatusCode:", console_response["StatusCode"])
-print("Effect:    ", effect_of(console_answer))
-print(json.dumps(console_answer, indent=2))
+print("Effect:", effect_of(console_answer))
 
 # %% [markdown]
 # Deny, as the handler promised for an event without `protocolData`. Now the log tail: the lines
@@ -353,8 +361,7 @@ print_log_tail(console_response)
 
 # %%
 http_event = {
-    "token": "tokenKeyValue",
-    "signatureVerified": True,
+    "token": "tokenKeyValue", "signatureVerified": True,
     "protocols": ["tls", "http"],
     "protocolData": {
         "tls": {"serverName": wb.data_endpoint.split(":")[0]},
@@ -362,6 +369,8 @@ http_event = {
     },
     "connectionMetadata": {"id": "e56f08c3-c559-490f-aa9f-7e8427d0f57b"},
 }
+
+# %%
 # CLI: aws lambda invoke --function-name custom-auth-function-<suffix> --log-type Tail \
 #        --cli-binary-format raw-in-base64-out --payload file://http-event.json answer.json
 http_response = awslambda.invoke(FunctionName=wb.names.function, Payload=json.dumps(http_event), LogType="Tail")
@@ -437,13 +446,13 @@ print(f"✓ Authorizer function: {final['FunctionName']} is Active; test answers
 # AWS IoT in notebook 04.
 # </details>
 #
-# 3. Re-running the deploy cell after editing `lambda_function.py` uploads new code. How does the
-#    cell know the code changed?
+# 3. Re-running section 3 after editing `lambda_function.py` uploads new code. How does the
+#    notebook know the code changed?
 #
 # <details><summary>Solution</summary>
 #
-# It compares the deployed function's `CodeSha256` (base64 of the SHA-256 of the zip) with the
-# same hash of the freshly built package, and calls `update_function_code` only when they differ.
+# The compare cell reads the deployed function's `CodeSha256` (base64 of the SHA-256 of the zip),
+# compares it with the same hash of the freshly built package, and calls `update_function_code` only when they differ.
 # </details>
 
 # %% [markdown]

@@ -57,6 +57,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from helpers.errors import show_briefly
+from helpers.rerun import differences, reuse_if_exists
 from helpers.widgets import arn_input, function_exists, validate_function_arn
 from helpers.workbook import open_workbook
 
@@ -119,47 +120,40 @@ TOKEN_KEY_NAME = "tokenKeyName"
 print(public_key_pem.splitlines()[0], f"... ({len(public_key_pem)} characters)")
 
 # %% [markdown]
-# The cell below describes the authorizer first and creates it only if it is missing, so that
-# running it again reuses yours. If it exists but points at another function or holds an older
-# public key (say you made a new key pair), `update_authorizer` brings it in line.
+# The next cell creates the authorizer. On a second run AWS IoT answers
+# `ResourceAlreadyExistsException`, and `reuse_if_exists` (in `helpers/rerun.py`) keeps the one
+# your first run made.
 
 # %%
-try:
-    # CLI: aws iot describe-authorizer --authorizer-name my-new-authorizer-<suffix>
-    description = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]
-except iot.exceptions.ResourceNotFoundException:
-    # CLI: aws iot create-authorizer --authorizer-name my-new-authorizer-<suffix> \
-    #        --authorizer-function-arn <function ARN> --token-key-name tokenKeyName \
-    #        --token-signing-public-keys FirstKey="$(cat public-key.pem)" --status ACTIVE \
-    #        --no-signing-disabled --tags Key=iot-custom-auth-workbook,Value=<suffix>
+# CLI: aws iot create-authorizer --authorizer-name my-new-authorizer-<suffix> \
+#        --authorizer-function-arn <function ARN> --token-key-name tokenKeyName \
+#        --token-signing-public-keys FirstKey="$(cat public-key.pem)" --status ACTIVE \
+#        --no-signing-disabled --tags Key=iot-custom-auth-workbook,Value=<suffix>
+with reuse_if_exists() as outcome:
     iot.create_authorizer(
-        authorizerName=wb.names.authorizer,
-        authorizerFunctionArn=function_arn,
-        tokenKeyName=TOKEN_KEY_NAME,
-        tokenSigningPublicKeys={"FirstKey": public_key_pem},
-        status="ACTIVE",
-        signingDisabled=False,
+        authorizerName=wb.names.authorizer, authorizerFunctionArn=function_arn, status="ACTIVE",
+        tokenKeyName=TOKEN_KEY_NAME, tokenSigningPublicKeys={"FirstKey": public_key_pem}, signingDisabled=False,
         tags=[{"Key": key, "Value": value} for key, value in wb.tags().items()],
     )
-    description = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]
 wb.record("iot-authorizer", wb.names.authorizer)
+print("created" if outcome.created else "already there from an earlier run: reused")
 
-stored_key = description.get("tokenSigningPublicKeys", {}).get("FirstKey", "")
-if (description["authorizerFunctionArn"] != function_arn or description["status"] != "ACTIVE"
-        or stored_key.strip() != public_key_pem.strip()):
+# %% [markdown]
+# A reused authorizer may be out of date: made before you chose another function in the box, or
+# holding the public key of an older key pair. `differences` (also in `helpers/rerun.py`) compares
+# what `describe_authorizer` reports with what you want, and `update_authorizer` changes only then.
+
+# %%
+wanted = {"authorizerFunctionArn": function_arn, "tokenKeyName": TOKEN_KEY_NAME,
+          "tokenSigningPublicKeys": {"FirstKey": public_key_pem}, "status": "ACTIVE"}
+# CLI: aws iot describe-authorizer --authorizer-name my-new-authorizer-<suffix>
+current = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]
+stale = differences(current, wanted)
+if stale:
     # CLI: aws iot update-authorizer --authorizer-name my-new-authorizer-<suffix> \
     #        --authorizer-function-arn <function ARN> --token-signing-public-keys FirstKey=... --status ACTIVE
-    iot.update_authorizer(
-        authorizerName=wb.names.authorizer,
-        authorizerFunctionArn=function_arn,
-        tokenKeyName=TOKEN_KEY_NAME,
-        tokenSigningPublicKeys={"FirstKey": public_key_pem},
-        status="ACTIVE",
-    )
-    description = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]
-
-wb.state.set(authorizer_arn=description["authorizerArn"], token_key_name=description["tokenKeyName"])
-print("Authorizer ARN:", description["authorizerArn"])
+    iot.update_authorizer(authorizerName=wb.names.authorizer, **wanted)
+print("updated:", stale if stale else "nothing, it is as wanted")
 
 # %% [markdown]
 # `describe_authorizer` returns the whole configuration, dates included. These are the fields that
@@ -168,6 +162,8 @@ print("Authorizer ARN:", description["authorizerArn"])
 # %%
 # CLI: aws iot describe-authorizer --authorizer-name my-new-authorizer-<suffix>
 description = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]
+wb.state.set(authorizer_arn=description["authorizerArn"], token_key_name=description["tokenKeyName"])
+print(f"{'authorizerArn:':<24}{description['authorizerArn']}")
 print(f"{'authorizerName:':<24}{description['authorizerName']}")
 print(f"{'status:':<24}{description['status']}")
 print(f"{'signingDisabled:':<24}{description['signingDisabled']}")
@@ -184,9 +180,8 @@ print(f"{'authorizerFunctionArn:':<24}{description['authorizerFunctionArn']}")
 # to call it: granting that is notebook 04.
 #
 # ### Troubleshooting
-# - **`ClientError: ... (ResourceAlreadyExistsException)`**: an authorizer with this name exists.
-#   The cell reuses yours, so you will only see this if another notebook created it meanwhile;
-#   run the cell again.
+# - **`ResourceAlreadyExistsException`** does not reach you: `reuse_if_exists` reads it as "made
+#   by an earlier run", and the cell after it brings that authorizer in line with what you want.
 # - **`ClientError: ... (InvalidRequestException) ... tokenSigningPublicKeys`**: the public key
 #   is not a usable PEM RSA key; section 3 shows this on purpose.
 # - **`ClientError: ... (LimitExceededException)`**: the account has reached its quota of

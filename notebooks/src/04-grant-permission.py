@@ -52,6 +52,7 @@
 import json
 
 from helpers.errors import show_briefly
+from helpers.rerun import policy_statement, reuse_if_exists, source_arn_of
 from helpers.widgets import arn_input, authorizer_exists, validate_authorizer_arn
 from helpers.workbook import open_workbook
 
@@ -107,53 +108,43 @@ print("Statement id:  ", statement_id)
 #
 # `add_permission` adds one statement to the function policy: **Allow** principal
 # `iot.amazonaws.com` the action `lambda:InvokeFunction`, if the request's source ARN is your
-# authorizer. Lambda refuses a second statement with the same id, so the cell first reads the
-# policy and reuses a matching statement. If the id exists with another source ARN (because you
-# changed the box), it removes that statement and adds the right one.
+# authorizer. Lambda refuses a second statement with the same id (`ResourceConflictException`),
+# so on a re-run `reuse_if_exists` (in `helpers/rerun.py`) keeps the statement your first run added.
 
 # %%
 awslambda = wb.client("lambda")
+# CLI: aws lambda add-permission --function-name custom-auth-function-<suffix> \
+#        --statement-id Id-<suffix> --action lambda:InvokeFunction \
+#        --principal iot.amazonaws.com --source-arn <authorizer ARN>
+with reuse_if_exists() as outcome:
+    awslambda.add_permission(
+        FunctionName=function_name, StatementId=statement_id, Action="lambda:InvokeFunction",
+        Principal="iot.amazonaws.com", SourceArn=authorizer_arn,
+    )
+wb.record("lambda-permission", f"{function_name}/{statement_id}")
+print("added" if outcome.created else "already there from an earlier run: reused")
 
+# %% [markdown]
+# A kept statement may name another authorizer (say you changed the box above since the first run).
+# `policy_statement` reads the statement back from `get_policy`, and `source_arn_of` its condition's
+# source ARN (both in `helpers/rerun.py`); if it is not yours, remove it and add it again.
 
-def find_statement(sid):
-    """The function policy's statement with this Sid, or None (no policy counts as none)."""
-    try:
-        # CLI: aws lambda get-policy --function-name custom-auth-function-<suffix>
-        policy = json.loads(awslambda.get_policy(FunctionName=function_name)["Policy"])
-    except awslambda.exceptions.ResourceNotFoundException:
-        return None
-    return next((statement for statement in policy["Statement"] if statement["Sid"] == sid), None)
-
-
-def source_arn_of(statement):
-    return statement.get("Condition", {}).get("ArnLike", {}).get("AWS:SourceArn")
-
-
-statement = find_statement(statement_id)
-if statement is not None and source_arn_of(statement) != authorizer_arn:
+# %%
+statement = policy_statement(awslambda, function_name, statement_id)
+if source_arn_of(statement) != authorizer_arn:
     # CLI: aws lambda remove-permission --function-name custom-auth-function-<suffix> --statement-id Id-<suffix>
     awslambda.remove_permission(FunctionName=function_name, StatementId=statement_id)
-    statement = None
-if statement is None:
-    # CLI: aws lambda add-permission --function-name custom-auth-function-<suffix> \
-    #        --statement-id Id-<suffix> --action lambda:InvokeFunction \
-    #        --principal iot.amazonaws.com --source-arn <authorizer ARN>
-    added = awslambda.add_permission(
-        FunctionName=function_name,
-        StatementId=statement_id,
-        Action="lambda:InvokeFunction",
-        Principal="iot.amazonaws.com",
-        SourceArn=authorizer_arn,
-    )
-    statement = json.loads(added["Statement"])
-wb.record("lambda-permission", f"{function_name}/{statement_id}")
+    # CLI: aws lambda add-permission ... (the same line as above)
+    awslambda.add_permission(FunctionName=function_name, StatementId=statement_id, Action="lambda:InvokeFunction",
+                             Principal="iot.amazonaws.com", SourceArn=authorizer_arn)
+    statement = policy_statement(awslambda, function_name, statement_id)
 wb.state.set(statement_id=statement_id)
 print(json.dumps(statement, indent=2, sort_keys=True))
 
 # %% [markdown]
 # ### What just happened
-# Lambda added the statement and answered with it as a JSON *string*, which the cell parsed and
-# pretty-printed. Read it as a sentence: **Allow** the **service** `iot.amazonaws.com` to
+# Lambda added the statement; `get_policy` answers the whole policy as a JSON *string*, which
+# `policy_statement` parsed so the cell could pretty-print your statement. Read it as a sentence: **Allow** the **service** `iot.amazonaws.com` to
 # **`lambda:InvokeFunction`** on **this function's ARN**, on the **condition** that the request
 # comes from a source whose ARN is **like** your authorizer's (`ArnLike` on `AWS:SourceArn`).
 # The statement id is saved as `statement_id`, and the permission is recorded for clean-up.
@@ -185,7 +176,8 @@ awslambda.add_permission(
 # tutorial uses the fixed id `Id-1234` and advises picking another value if you see this error,
 # which happens whenever you repeat the tutorial. The workbook avoids it twice over: its id carries
 # your suffix (`Id-<suffix>`), so it cannot collide with another learner's or tutorial's
-# statement, and the cell above looks for the statement before adding it.
+# statement, and section 2 runs its `add_permission` inside `reuse_if_exists`, which reads exactly
+# this error as "added by an earlier run".
 #
 # Other errors here:
 #
@@ -204,13 +196,8 @@ awslambda.add_permission(
 
 # %%
 check_policy = json.loads(awslambda.get_policy(FunctionName=function_name)["Policy"])
-grants = [
-    s for s in check_policy["Statement"]
-    if s["Effect"] == "Allow"
-    and s["Principal"] == {"Service": "iot.amazonaws.com"}
-    and s["Action"] == "lambda:InvokeFunction"
-    and source_arn_of(s) == authorizer_arn
-]
+grants = [s for s in check_policy["Statement"] if s["Effect"] == "Allow" and source_arn_of(s) == authorizer_arn
+          and s["Principal"] == {"Service": "iot.amazonaws.com"} and s["Action"] == "lambda:InvokeFunction"]
 assert [s["Sid"] for s in grants] == [wb.state.require("statement_id", notebook="04-grant-permission")]
 assert grants[0]["Resource"] == wb.state.require("function_arn", notebook="01-authorizer-function")
 assert authorizer_arn == wb.state.require("authorizer_arn", notebook="03-create-authorizer")

@@ -112,6 +112,7 @@ def statement_of(answer):
     return json.loads(answer["policyDocuments"][0])["Statement"][0]
 
 
+# %%
 # CLI: aws iot test-invoke-authorizer --authorizer-name my-new-authorizer-<suffix> \
 #        --token tokenKeyValue --token-signature "$SIGNATURE"
 plain = iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSignature=signature)
@@ -151,6 +152,8 @@ http_context = {
     "headers": {"x-amz-customauthorizer-name": authorizer_name, token_key_name: TOKEN},
     "queryString": "?actionToken=allow",
 }
+
+# %%
 allow_mark_ms = int(time.time() * 1000)  # used in section 4: this call must leave a START line in the log
 # CLI: aws iot test-invoke-authorizer --authorizer-name my-new-authorizer-<suffix> \
 #        --token tokenKeyValue --token-signature "$SIGNATURE" \
@@ -201,6 +204,7 @@ def start_lines(since_ms=0):
     return sum(len(page["events"]) for page in pages)
 
 
+# %%
 deadline = time.monotonic() + 60
 while start_lines(allow_mark_ms) == 0 and time.monotonic() < deadline:
     time.sleep(2)

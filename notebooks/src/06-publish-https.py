@@ -134,6 +134,8 @@ headers = {
     token_key_name: token,
     "x-amz-customauthorizer-signature": signature,
 }
+
+# %%
 print("POST", url)
 for name, value in headers.items():
     shown = f"<{len(value)} base64 characters>" if name == "x-amz-customauthorizer-signature" else value

@@ -136,10 +136,10 @@ view
 # `CONNECT` (answered by `CONNACK`) and a `SUBSCRIBE` for `test/cust-auth/topic` (answered by
 # `SUBACK`). It now waits in the background for messages.
 #
-# From a terminal, the sandbox has the same subscriber as a command:
+# From a terminal in the repository's folder, the sandbox has the same subscriber as a command:
 #
 # ```bash
-# python -m helpers.sandbox subscribe 'test/#'
+# .venv/bin/python -m helpers.sandbox subscribe 'test/#'
 # ```
 
 # %% [markdown]
@@ -221,6 +221,9 @@ print("messages now:                      ", len(watch.messages))
 # %%
 everything = watch_from_session(wb.session, wb.data_endpoint, "test/#", ca_bundle=wb.ca_bundle)
 everything.start(timeout=15)
+print("Watching 'test/#' as well")
+
+# %%
 exact_before = len(watch.messages)
 for to_topic in (topic, "test/workbook/other-topic"):
     result = publish(json.dumps({"to": to_topic}), to_topic=to_topic)

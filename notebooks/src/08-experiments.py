@@ -11,8 +11,9 @@
 # 2. What happens when the function itself says Deny.
 # 3. How to read *why* a request was refused, from the decision log and the function's own log.
 # 4. How to pass the credentials as query parameters, and why the signature must be URL-encoded there.
+# 5. What `enableCachingForHttp` saves on a kept-alive HTTPS connection, measured and plotted.
 #
-# **Time to learn:** 25 minutes to read everything; not on the README's 60-minute workshop path (a take-home notebook)
+# **Time to learn:** 35 minutes to read everything (section 5, caching, is 10 of them); not on the README's 60-minute workshop path (a take-home notebook)
 #
 # ## Prerequisites
 # | Concept | Importance | Where |
@@ -62,7 +63,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import requests
 
+from helpers.cloudwatch import count_events, decision_for, invocation_lines
 from helpers.errors import show_briefly
+from helpers.experiments import keep_alive_run, plot_caching
 from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper, verify_signature
 from helpers.mqtt import watch_from_session
@@ -77,7 +80,7 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 
 # %%
 wb = open_workbook()
-iot = wb.client("iot")
+iot, logs = wb.client("iot"), wb.client("logs")
 wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
                      statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
 token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
@@ -88,10 +91,11 @@ signature = sign_token(private_key_path, token)
 topic = "test/cust-auth/topic"
 
 
-def publish(payload, *, action_token="allow", with_signature=signature):
+# %%
+def publish(payload, *, action_token="allow", with_token=token, with_signature=signature, session=None):
     """One HTTPS publish through the custom authorizer (the request of notebook 06, in helpers/publish.py)."""
     return send(wb, topic, payload, authorizer=wb.names.authorizer, token_key_name=token_key_name,
-                token=token, signature=with_signature, action_token=action_token)
+                token=with_token, signature=with_signature, action_token=action_token, session=session)
 
 
 watch = watch_from_session(wb.session, wb.data_endpoint, topic, ca_bundle=wb.ca_bundle)
@@ -204,32 +208,23 @@ print("new messages on the topic:", len(watch.messages) - count_before)
 #   sandbox adds what it alone can see: whether the signature verified, whether the function ran, and
 #   which policy statement decided. On AWS those columns show `-`.
 #
-# AWS delivers log events a few seconds after the fact, so the helper below asks again for a while
-# before giving up. (The sandbox writes them at once.)
+# AWS delivers log events a few seconds after the fact, so `decision_for` (in `helpers/cloudwatch.py`)
+# asks again for a while before giving up. (The sandbox writes them at once.)
 
 # %%
-logs = wb.client("logs")
-
-
-def decision_for(trace_id, attempts=15):
-    """The AWSIotLogsV2 entry for one request, or None if none arrived in ~30 s."""
-    for _ in range(attempts):
-        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
-        events = logs.filter_log_events(logGroupName="AWSIotLogsV2", filterPattern=f'"{trace_id}"')["events"]
-        if events:
-            return json.loads(events[0]["message"])
-        time.sleep(2)
-    return None
-
-
 requests_sent = {"baseline": good, "tampered": tampered, "deny": denied}
-try:
-    decisions = {label: decision_for(result.trace_id) for label, result in requests_sent.items()}
+try:  # decision_for (helpers/cloudwatch.py) calls filter_log_events, asking again while AWS delivers late
+    # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
+    decisions = {label: decision_for(logs, result.trace_id) for label, result in requests_sent.items()}
 except logs.exceptions.ResourceNotFoundException:
     decisions = {}
     print("The log group AWSIotLogsV2 does not exist: AWS IoT logging is not on in this account and "
           "region. Run section 0 above, then this notebook again from section 1.")
 
+# %% [markdown]
+# One row per request. Where an entry did not arrive, the row says so.
+
+# %%
 print(f"{'request':<10} {'status':<8} {'reason':<24} {'signatureVerified':<18} {'lambdaInvoked':<14} decidedBy")
 for label, entry in decisions.items():
     if entry is None:
@@ -260,37 +255,22 @@ for label, entry in decisions.items():
 # - **baseline**: `Success`, allowed by the function's Allow statement.
 #
 # Authentication (who are you?) and authorization (what may you do?) are two separate steps, and the
-# log tells you which one failed. From a terminal, `python -m helpers.sandbox log` shows the
-# sandbox's log groups as they grow.
+# log tells you which one failed. From a terminal in the repository's folder,
+# `.venv/bin/python -m helpers.sandbox log` shows the sandbox's log groups as they grow.
 
 # %% [markdown]
 # ### The function's own log
 #
 # Whatever a Lambda function prints goes to its log group, `/aws/lambda/FUNCTION_NAME`, between a
 # `START` and an `END` line carrying the invocation's request id. Read the lines since the baseline
-# request, and keep the invocation that saw `actionToken=allow`: that is the baseline's. (The event
-# line is long; only the parts the function used are shown.)
+# request, and keep the invocation that saw `actionToken=allow`: that is the baseline's.
+# `invocation_lines` (in `helpers/cloudwatch.py`) groups the lines from each `START` to its `END` and
+# asks again while AWS delivers late. (The event line is long; only the parts the function used are shown.)
 
 # %%
 lambda_group = f"/aws/lambda/{wb.names.function}"
-invocation = []
-for _ in range(15):  # AWS delivers log events a few seconds late
-    # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time STARTED_MS
-    events = logs.filter_log_events(logGroupName=lambda_group, startTime=started_ms)["events"]
-    lines = [event["message"].rstrip("\n") for event in events]
-    invocations, current = [], None  # the lines from each START to its END (REPORT timings left out)
-    for line in lines:
-        if line.startswith("START RequestId:"):
-            current = []
-        if current is not None:
-            current.append(line)
-        if line.startswith("END RequestId:") and current is not None:
-            invocations.append(current)
-            current = None
-    invocation = next((inv for inv in invocations if any("['allow']" in line for line in inv)), [])
-    if invocation:
-        break
-    time.sleep(2)
+# CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time STARTED_MS
+invocation = invocation_lines(logs, lambda_group, since_ms=started_ms, containing="['allow']")
 for line in invocation:
     if line.startswith("Event received: "):  # the whole event is long: show the parts the function used
         event = json.loads(line[len("Event received: "):])
@@ -374,6 +354,8 @@ start_of_signature = encoded_url.index("x-amz-customauthorizer-signature=")
 print("URL:", encoded_url[:start_of_signature] + "x-amz-customauthorizer-signature=<the signature, URL-encoded>")
 print("how quote() writes + / =:               ", quote("+/=", safe=""))
 print("the server reads the signature unchanged:", received == demo_signature)
+
+# %%
 count_before = len(watch.messages)
 encoded = requests.post(encoded_url, data=json.dumps({"experiment": "query, encoded"}),
                         verify=wb.tls_verify, timeout=15)
@@ -395,6 +377,103 @@ print("arrived:", [m.payload.decode() for m in watch.wait_for(count_before + 1, 
 #   every 64 characters; the line breaks are not part of the signature.
 
 # %% [markdown]
+# ## 5. Caching the function's answer on a kept-alive connection
+#
+# Over HTTPS, AWS IoT calls your function for **every** request: a device that publishes once a second
+# costs one Lambda invocation a second. The authorizer setting **`enableCachingForHttp`** changes that
+# for devices that keep their HTTPS connection open (HTTP keep-alive): AWS IoT then reuses the
+# function's answer on that connection for the `refreshAfterInSeconds` the function returned (600 s
+# here, see notebook 01). It does not affect MQTT, where the answer is kept for the connection anyway
+# ([CreateAuthorizer](https://docs.aws.amazon.com/iot/latest/apireference/API_CreateAuthorizer.html),
+# [Configuring custom authorizers](https://docs.aws.amazon.com/iot/latest/developerguide/config-custom-auth.html)).
+#
+# The experiment: send the same publish ten times over one connection (a `requests.Session` keeps it
+# open), with caching off and then on, and count in the function's log how often it ran. Each run uses
+# its own token (signed like the first; the function does not care which token it gets), so that each
+# run's invocations can be found in the log by the token they received.
+
+# %%
+REQUESTS = 10
+run_tokens = {"caching off": f"{token}-cache-off", "caching on": f"{token}-cache-on"}
+run_signatures = {label: sign_token(private_key_path, run_token) for label, run_token in run_tokens.items()}
+caching_started_ms = int(time.time() * 1000) - 1000  # this run's log lines only, even when re-run
+runs = {}
+
+# %% [markdown]
+# Caching off first (the default; the cell sets it, so a re-run starts from the same place). The
+# setting is changed with `update_authorizer`, like the key and the function in notebook 03.
+# `keep_alive_run` (in `helpers/experiments.py`) sends on one `requests.Session` and times each request.
+
+# %%
+# CLI: aws iot update-authorizer --authorizer-name my-new-authorizer-<suffix> --no-enable-caching-for-http
+iot.update_authorizer(authorizerName=wb.names.authorizer, enableCachingForHttp=False)
+runs["caching off"] = keep_alive_run(
+    lambda session: publish(json.dumps({"experiment": "caching off"}), session=session,
+                            with_token=run_tokens["caching off"], with_signature=run_signatures["caching off"]),
+    REQUESTS)
+
+# %%
+# CLI: aws iot update-authorizer --authorizer-name my-new-authorizer-<suffix> --enable-caching-for-http
+iot.update_authorizer(authorizerName=wb.names.authorizer, enableCachingForHttp=True)
+runs["caching on"] = keep_alive_run(
+    lambda session: publish(json.dumps({"experiment": "caching on"}), session=session,
+                            with_token=run_tokens["caching on"], with_signature=run_signatures["caching on"]),
+    REQUESTS)
+
+# %% [markdown]
+# Now count. Every invocation prints the event it received, token included, to the function's log
+# group; `count_events` (in `helpers/cloudwatch.py`) counts the events that carry a run's token, asking
+# again while AWS delivers late.
+
+# %%
+for label, run in runs.items():
+    # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --filter-pattern '"TOKEN"' --start-time MS
+    run.invocations = count_events(logs, lambda_group, f'"{run_tokens[label]}"', caching_started_ms,
+                                   at_least=1 if label == "caching on" else REQUESTS)
+    print(f"{label:<12} requests: {len(run.statuses)}, all answered 200: {set(run.statuses) == {200}}, "
+          f"function invocations: {run.invocations}")
+
+# %% [markdown]
+# The same numbers as a picture, with each request's latency. (`plot_caching` in
+# `helpers/experiments.py` draws it with matplotlib.)
+
+# %% tags=["nbval-ignore-output"]
+# nbval-ignore-output: latencies differ on every run and machine; the counts above are compared instead
+fig = plot_caching(runs)
+
+# %% [markdown]
+# Put the setting back: the rest of the workbook, and AWS's tutorial, use the authorizer without caching.
+
+# %%
+# CLI: aws iot update-authorizer --authorizer-name my-new-authorizer-<suffix> --no-enable-caching-for-http
+iot.update_authorizer(authorizerName=wb.names.authorizer, enableCachingForHttp=False)
+# CLI: aws iot describe-authorizer --authorizer-name my-new-authorizer-<suffix>
+caching_now = iot.describe_authorizer(authorizerName=wb.names.authorizer)["authorizerDescription"]["enableCachingForHttp"]
+print("enableCachingForHttp:", caching_now)
+
+# %% [markdown]
+# ### What just happened
+# - **Caching off**: one function invocation per request, ten in all, even though the connection
+#   stayed open. That is AWS's documented behaviour for HTTP.
+# - **Caching on**: fewer invocations than requests; AWS IoT answered the later requests from the
+#   answer it kept for this connection. The sandbox runs the function exactly once per connection and
+#   token (until `refreshAfterInSeconds` passes): that exact count is *the sandbox's choice*; AWS
+#   documents that the answer is cached, not how many calls a run like this one makes.
+# - **Latency**: the first request of each run is the slowest (it opens the TLS connection). With
+#   caching off every request also waits for the function; with caching on, the later requests skip it.
+#   Your numbers will differ: on AWS the network adds its own time, on the sandbox your laptop's load does.
+#
+# The cost is freshness: for up to `refreshAfterInSeconds`, a device keeps what the function said, even
+# if you would now answer differently (a revoked token keeps working on that connection).
+#
+# ### Troubleshooting
+# - **`InvalidRequestException` on `update_authorizer`** with `enableCachingForHttp`: your botocore is
+#   older than the parameter (added in December 2021); the workbook's pinned boto3 has it.
+# - **Caching on, yet as many invocations as requests**: the requests did not share a connection
+#   (a new `requests.post` per request, or a proxy that closes it), or the function returned no
+#   `refreshAfterInSeconds`.
+
+# %% [markdown]
 # Stop the watcher; its messages stay readable.
 
 # %%
@@ -405,7 +484,8 @@ print("Stopped. Messages received in this notebook:", len(watch.messages))
 # ## Check your work
 # The cell below proves the stage worked: the tampered and denied requests were refused, delivered
 # nothing, and (where the decision log exists) were logged with the right reasons; query-string
-# authentication with the encoded signature succeeded.
+# authentication with the encoded signature succeeded; with caching on, the function ran fewer times
+# than there were requests, and caching is off again.
 
 # %%
 try:
@@ -419,8 +499,10 @@ try:
         assert decisions["baseline"]["status"] == "Success"
     assert invocation and any("['allow']" in line for line in invocation)
     assert unencoded.status_code == 403 and encoded.status_code == 200
+    assert runs["caching off"].invocations == REQUESTS  # AWS: one invocation per HTTP request without caching
+    assert 1 <= runs["caching on"].invocations < REQUESTS and caching_now is False  # the exact count: the sandbox's
     print("✓ Experiments: tampered and denied requests were refused and logged with their reasons; "
-          "the URL-encoded query-string signature worked.")
+          "the URL-encoded query-string signature worked; caching saved function invocations.")
 finally:
     watch.stop()
 
@@ -453,6 +535,16 @@ finally:
 # no concurrency used), and your function only ever sees tokens signed by your private key, so it
 # can trust that the token was issued by you.
 # </details>
+#
+# 4. With `enableCachingForHttp` on, a device sends each message with a fresh `requests.post(...)`.
+#    How many times does your function run for ten messages, and why?
+#
+# <details><summary>Solution</summary>
+#
+# Ten times. The cached answer belongs to one kept-alive connection, and a bare `requests.post` opens
+# a new connection for every request. Use one `requests.Session` (or any HTTP client with keep-alive)
+# to benefit from the cache.
+# </details>
 
 # %% [markdown]
 # ## Summary
@@ -463,6 +555,8 @@ finally:
 # - The trace id in every answer finds the request in `AWSIotLogsV2` (when AWS IoT logging is on);
 #   the function's prints are in `/aws/lambda/FUNCTION_NAME`.
 # - In a query string, the signature must be URL-encoded: an unencoded `+` becomes a space.
+# - `enableCachingForHttp` reuses the function's answer on a kept-alive HTTPS connection for
+#   `refreshAfterInSeconds`: fewer invocations and faster answers, at the price of freshness.
 #
 # ## What's next
 # In [09 · Clean up](09-cleanup.ipynb) you delete everything the workbook created, in the right
