@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -106,3 +107,61 @@ def test_tutorial_walkthrough_with_the_aws_cli(tmp_path):
     assert [a["authorizerName"] for a in doc("list")["authorizers"]] == ["my-new-authorizer"]
     assert "INACTIVE" in (out / "delete_active.err").read_text()
     assert doc("list_after")["authorizers"] == []
+
+
+# --- The terminal lines the READMEs and notebooks show, as written, from a fresh shell ----------------------
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+DOCS = [ROOT / "README.md", ROOT / "helpers" / "sandbox" / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+        *sorted((ROOT / "notebooks" / "src").glob("*.py"))]
+
+
+def documented_lines(pattern: str) -> list[tuple[str, str]]:
+    """(file, line) for every documented line that runs ``pattern`` (notebook sources: their markdown)."""
+    found = []
+    for path in DOCS:
+        for line in path.read_text().splitlines():
+            text = line[2:] if path.suffix == ".py" and line.startswith("# ") else line
+            if path.suffix == ".py" and not line.startswith("#"):
+                continue  # code, not prose: the notebooks run their own code
+            if pattern in text:
+                found.append((path.relative_to(ROOT).as_posix(), text.strip()))
+    return found
+
+
+def test_documented_module_commands_name_the_venvs_python():
+    """A fresh shell's `python` (if there is one) lacks the pinned packages: `No module named 'wsproto'`."""
+    lines = documented_lines("-m helpers.")
+    assert lines, "the READMEs show the sandbox's terminal commands"
+    bare = [(f, t) for f, t in lines if re.search(r"(?<![/\w.])python3? -m helpers\.(?!doctor)", t)]
+    assert not bare, f"write .venv/bin/python -m helpers...: {bare}"
+
+
+@pytest.mark.skipif(not VENV_PYTHON.exists(), reason="no .venv: the documented lines name .venv/bin/python")
+def test_the_sandbox_readmes_terminal_lines_work_as_written(tmp_path):
+    """The sandbox README's first block, verbatim, in a shell whose PATH has no venv (as a new terminal)."""
+    text = (ROOT / "helpers" / "sandbox" / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    lines = [line.split("  #")[0].rstrip() for line in block.splitlines() if line.strip()]
+    assert lines[0].startswith('eval "$(.venv/bin/python -m helpers.sandbox start)"')
+    script = ["set -o errexit -o pipefail -o nounset"]
+    for line in lines:
+        if "subscribe" in line or "--follow" in line:  # they run until stopped: running after 5 s is working
+            script.append(f"timeout 5 {line} > /dev/null || test $? -eq 124")
+        else:
+            script.append(line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "VIRTUAL_ENV", "PYTHON"))}
+    env.update(IOT_SANDBOX_HOME=str(tmp_path / "home"), HOME=str(tmp_path),
+               PATH=os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
+                                    if not p.startswith(str(ROOT / ".venv")) and p != str(Path(sys.executable).parent)))
+    try:
+        run = subprocess.run(["bash", "-c", "\n".join(script)], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=180, stdin=subprocess.DEVNULL)
+    finally:
+        sandbox.stop(tmp_path / "home")
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert '"Account": "123456789012"' in run.stdout
+
+
+def test_the_readme_says_where_the_sandbox_differs_from_the_tutorial():
+    readme = (ROOT / "README.md").read_text()
+    assert "the endpoint\n    has a port" in readme and '--cacert "$AWS_CA_BUNDLE"' in readme
