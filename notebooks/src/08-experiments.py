@@ -472,6 +472,9 @@ print("enableCachingForHttp:", caching_now)
 # - **Caching on, yet as many invocations as requests**: the requests did not share a connection
 #   (a new `requests.post` per request, or a proxy that closes it), or the function returned no
 #   `refreshAfterInSeconds`.
+# - **On AWS, caching on still shows one invocation per request** although one connection was shared: AWS
+#   does not say how soon a changed authorizer setting reaches the device gateway. Wait a minute and run
+#   section 5 again from its first cell (which starts a fresh count).
 
 # %% [markdown]
 # Stop the watcher; its messages stay readable.
