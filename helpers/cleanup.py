@@ -1,4 +1,4 @@
-"""Notebook 09's plumbing: delete exactly what the workbook recorded, in a safe order.
+"""Notebook 10's plumbing: delete exactly what the workbook recorded, in a safe order.
 
 Every notebook records what it creates (``wb.record(kind, id)``, kept in the state
 file). :func:`cleanup` deletes those resources and nothing else, newest first
@@ -233,7 +233,7 @@ class Orphans:
             kinds = sorted({kind for kind, _ in self.resources})
             line = (f"Found {len(self.resources)} workbook resource(s) the state file does not list ("
                     f"{', '.join(kinds)}; suffix {', '.join(sorted(self.suffixes))}: "
-                    f"{'; '.join(sorted(set(self.suffixes.values())))}). Notebook 09 deletes them.")
+                    f"{'; '.join(sorted(set(self.suffixes.values())))}). Notebook 10 deletes them.")
         if self.others:
             line += (f" {self.others} other workbook-named resource(s) are not provably yours (another "
                      "learner's?) and are left alone.")

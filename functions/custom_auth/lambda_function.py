@@ -26,7 +26,7 @@ What the function does, in order:
    - ``protocolData.http.queryString`` contains ``actionToken`` equal to ``allow``
      (any letter case): ``Allow``. The query string may start with ``?`` (as in the
      AWS documentation's example event) or not; both are read the same way.
-   - ``protocolData.mqtt`` is there: an MQTT device is connecting (notebook 09). Its
+   - ``protocolData.mqtt`` is there: an MQTT device is connecting (notebook 09, MQTT devices). Its
      user name starts with the device's id (``sensor-1?x-amz-customauthorizer-name=...``);
      the password, which AWS IoT base64-encodes, must be ``DEVICE_PASSWORD``. Then the
      answer is a *least-privilege* Allow (see ``device_policy``): connect with the

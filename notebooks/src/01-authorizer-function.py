@@ -202,7 +202,7 @@ print("Attached policies:", sorted(policy["PolicyArn"] for policy in attached))
 # IAM created (or found) the role `custom-auth-function-role-<suffix>` with the trust policy
 # above, and attached the managed policy. Attaching a policy that is already attached is not an
 # error, so that call is safe to repeat. The role's ARN is saved in the workbook's state as
-# `role_arn`, and the role and its policy are recorded so notebook 09 can delete them.
+# `role_arn`, and the role and its policy are recorded so notebook 10 can delete them.
 #
 # ### Troubleshooting
 # - **`ClientError: ... (AccessDenied) when calling the CreateRole operation`** (AWS): your
