@@ -14,6 +14,11 @@ within each kind, and the kinds in the order AWS needs:
 5. ``iam-role`` (its name): deleted (IAM refuses while policies are attached);
 6. ``key-pair`` (its folder): the two key files deleted (``helpers.keys.key_paths``).
 
+Notebook 09's MQTT devices add no kind of their own: they connect with clean sessions (nothing
+is kept for them after they disconnect), publish nothing retained, and reuse notebook 08's
+``iot-logging`` record and logging role (recorded by ``helpers.iot_logging.logging_role``, the
+same call), so the kinds above cover them and :func:`find_orphans` already looks for that role.
+
 It is safe to run again, and after a partial run: a resource that no longer
 exists (``ResourceNotFoundException``, ``NoSuchEntity``, missing files) is
 reported as "already gone" and forgotten; any other error is reported as
