@@ -360,11 +360,17 @@ def iot_log(client_id, event_type, since, attempts=15):
     return None
 
 
-def invocations(since):
-    """How many times the authorizer function started since ``since`` (its START lines)."""
-    # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE --filter-pattern '"START RequestId"'
-    return len(logs.filter_log_events(logGroupName=f"/aws/lambda/{wb.names.function}", startTime=since,
-                                      filterPattern='"START RequestId"')["events"])
+def invocations(since, expect_some=False, attempts=15):
+    """How many times the authorizer function started since ``since`` (its START lines); with
+    ``expect_some``, asks again for a while until there is one (Lambda's log arrives late on AWS)."""
+    for _ in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE --filter-pattern '"START RequestId"'
+        count = len(logs.filter_log_events(logGroupName=f"/aws/lambda/{wb.names.function}", startTime=since,
+                                           filterPattern='"START RequestId"')["events"])
+        if count or not expect_some:
+            return count
+        time.sleep(2)
+    return count
 
 
 def show(entry):
@@ -397,7 +403,7 @@ with device(password="not-the-password") as d:
 print("client sees:", wrong_password)
 wrong_password_log = iot_log(device_id, "Connect", since)
 show(wrong_password_log)
-wrong_password_runs = invocations(since)
+wrong_password_runs = invocations(since, expect_some=True)
 print("function invocations:", wrong_password_runs)
 
 # %% [markdown]
@@ -494,9 +500,10 @@ show(outside_publish_log)
 # describes: after `refreshAfterInSeconds` it invokes the function again and applies the new policy
 # (if the new answer no longer allows `iot:Connect` it closes the connection, MQTT 5 DISCONNECT
 # 0x87); after `disconnectAfterInSeconds` it closes the connection with MQTT 5 DISCONNECT 0xA0
-# *Maximum connect time* and logs `CUSTOMAUTH_TTL_EXPIRATION`, the disconnect reason AWS's
-# [lifecycle events](https://docs.aws.amazon.com/iot/latest/developerguide/life-cycle-events.html)
-# use for it. A device's SDK then reconnects with its credentials, and the function decides again.
+# *Maximum connect time* and logs `CUSTOMAUTH_TTL_EXPIRATION`, AWS IoT's own name for this
+# disconnect reason (one of the `disconnectReason` values of
+# [GetThingConnectivityData](https://docs.aws.amazon.com/iot/latest/apireference/API_GetThingConnectivityData.html)).
+# The sandbox sends MQTT 5 clients a DISCONNECT with a reason code; AWS does not document whether it does. A device's SDK then reconnects with its credentials, and the function decides again.
 
 # %% [markdown]
 # ## 6. A device console
