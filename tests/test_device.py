@@ -168,3 +168,30 @@ def test_masked_hides_only_the_signature():
     user = dev.username("d", authorizer="a", signature="s+/=", token_key_name="k", token="t")
     assert dev.masked(user) == "d?x-amz-customauthorizer-name=a&x-amz-customauthorizer-signature=<signature>&k=t"
     assert dev.masked(f"user name: '{user}'").endswith("<signature>&k=t'")
+
+
+
+def test_the_printed_mosquitto_pub_line_publishes_as_the_device(settings, auth):
+    """The notebook's terminal lines, run by bash as printed, the signature and password from the environment."""
+    import os
+    import shutil
+    import subprocess
+
+    from helpers.sandbox.subscriber import Subscription
+    if not shutil.which("mosquitto_pub"):
+        pytest.skip("mosquitto_pub is not installed (apt-get install mosquitto-clients)")
+    device_id = new_id()
+    topic = f"devices/{device_id}/telemetry"
+    lines = dev.mosquitto_commands(settings.data_endpoint, ca_file=str(settings.ca_bundle), device_id=device_id,
+                                   authorizer=auth["authorizer"], token_key_name="tokenKeyName", token=TOKEN,
+                                   topic=topic).splitlines()
+    script = "\n".join(line for line in lines if not line.startswith("mosquitto_sub"))  # no background watcher
+    env = {**os.environ, "SIGNATURE": auth["signature"], "DEVICE_PASSWORD": PASSWORD}
+    with Subscription(settings, f"devices/{device_id}/#") as watcher:   # SigV4, as notebook 07 watches
+        done = subprocess.run(["bash", "-c", "set -eu\n" + script], env=env, capture_output=True, text=True,
+                              timeout=30)
+        assert done.returncode == 0, done.stderr
+        assert [m.payload for m in watcher.wait_for(1)] == [b"hello from mosquitto"]
+    wrong = subprocess.run(["bash", "-c", "set -eu\n" + script], capture_output=True, text=True, timeout=30,
+                           env={**env, "DEVICE_PASSWORD": "not-the-password"})
+    assert wrong.returncode != 0 and "not authori" in (wrong.stderr + wrong.stdout).lower()
