@@ -115,7 +115,9 @@ print(inspect.getsource(handler_module._effect_from_http))
 
 # %% [markdown]
 # Only `actionToken=allow` in the query string gives Allow. That is a demo switch, not security:
-# a real authorizer would check a password, a JWT or a database here.
+# a real authorizer would check a password, a JWT or a database here. (An MQTT device's login,
+# `protocolData.mqtt`, takes the handler's other branch: a password and a narrow policy, in
+# [09 · MQTT devices](09-mqtt-devices.ipynb).)
 #
 # ### The response it returns
 # Because the module is loaded, you can call its response builder directly and see the answer
