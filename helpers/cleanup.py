@@ -1,4 +1,4 @@
-"""Notebook 09's plumbing: delete exactly what the workbook recorded, in a safe order.
+"""Notebook 10's plumbing: delete exactly what the workbook recorded, in a safe order.
 
 Every notebook records what it creates (``wb.record(kind, id)``, kept in the state
 file). :func:`cleanup` deletes those resources and nothing else, newest first
@@ -13,6 +13,11 @@ within each kind, and the kinds in the order AWS needs:
 4. ``iam-role-policy`` (``ROLE_NAME/POLICY_ARN``): detached from the role;
 5. ``iam-role`` (its name): deleted (IAM refuses while policies are attached);
 6. ``key-pair`` (its folder): the two key files deleted (``helpers.keys.key_paths``).
+
+Notebook 09's MQTT devices add no kind of their own: they connect with clean sessions (nothing
+is kept for them after they disconnect), publish nothing retained, and reuse notebook 08's
+``iot-logging`` record and logging role (recorded by ``helpers.iot_logging.logging_role``, the
+same call), so the kinds above cover them and :func:`find_orphans` already looks for that role.
 
 It is safe to run again, and after a partial run: a resource that no longer
 exists (``ResourceNotFoundException``, ``NoSuchEntity``, missing files) is
@@ -233,7 +238,7 @@ class Orphans:
             kinds = sorted({kind for kind, _ in self.resources})
             line = (f"Found {len(self.resources)} workbook resource(s) the state file does not list ("
                     f"{', '.join(kinds)}; suffix {', '.join(sorted(self.suffixes))}: "
-                    f"{'; '.join(sorted(set(self.suffixes.values())))}). Notebook 09 deletes them.")
+                    f"{'; '.join(sorted(set(self.suffixes.values())))}). Notebook 10 deletes them.")
         if self.others:
             line += (f" {self.others} other workbook-named resource(s) are not provably yours (another "
                      "learner's?) and are left alone.")

@@ -246,12 +246,12 @@ def check_orphans() -> Check:
         return Check("orphans", NOTE, "not looked for (no state file yet)")
     state = WorkbookState.load()
     if state.target != "sandbox" or sandbox.status() is None:
-        return Check("orphans", NOTE, "not looked for (only in a running sandbox; notebook 09 looks on AWS)")
+        return Check("orphans", NOTE, "not looked for (only in a running sandbox; notebook 10 looks on AWS)")
     from helpers.workbook import open_workbook
     with contextlib.redirect_stdout(io.StringIO()):
         orphans = find_orphans(open_workbook(state=state))
     if orphans.resources:
-        return Check("orphans", NOTE, orphans.summary(), "run notebooks/09-cleanup.ipynb")
+        return Check("orphans", NOTE, orphans.summary(), "run notebooks/10-cleanup.ipynb")
     return Check("orphans", OK, "none: every workbook resource in your sandbox is recorded")
 
 

@@ -1,4 +1,4 @@
-"""AWS IoT logging for notebook 08, the same way on both targets, and undone by notebook 09.
+"""AWS IoT logging for notebook 08, the same way on both targets, and undone by notebook 10.
 
 AWS IoT writes nothing to the ``AWSIotLogsV2`` log group until the account turns logging on with
 ``SetV2LoggingOptions``: a role AWS IoT may assume (trusted by ``iot.amazonaws.com``, allowed to write

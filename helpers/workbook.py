@@ -147,7 +147,7 @@ class Workbook:
         return {TAG_KEY: self.state.suffix}
 
     def record(self, kind: str, resource_id: str) -> None:
-        """Remember a resource this workbook created, so that notebook 09 deletes exactly these."""
+        """Remember a resource this workbook created, so that notebook 10 deletes exactly these."""
         self.state.record_resource(kind, resource_id)
 
     def summary(self) -> str:
@@ -207,7 +207,7 @@ def _checked(wb: Workbook) -> Workbook:
         return wb
     if orphans.resources:
         print(f"Note: {orphans.summary()} This state file is new (suffix {wb.state.suffix}); run "
-              "09-cleanup.ipynb to delete the earlier ones, or carry on: they will not collide.")
+              "10-cleanup.ipynb to delete the earlier ones, or carry on: they will not collide.")
     wb.state.set(**{f"orphans_checked_{wb.target}": True})
     return wb
 

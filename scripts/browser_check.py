@@ -8,7 +8,7 @@ chromium-driver``) and the pinned ``selenium``. It starts its own JupyterLab on 
 ``make lab`` serves it, from a copy under ``build/browser-run/``) with its own sandbox home and workbook state under ``build/browser/``, then:
 
 1. opens 00-set-up as saved: no "Error displaying widget", the unrun widget says "Run this cell";
-2. follows every relative link of the rendered Markdown in 00 and 09 (JupyterLab serves only
+2. follows every relative link of the rendered Markdown in 00 and 10 (JupyterLab serves only
    ``notebooks/``: a link out of it, such as ``../README.md``, answers 404);
 3. runs 00's first cells (Shift+Enter) and checks that the target chooser renders as a widget;
 4. saves a screenshot of each step.
@@ -120,7 +120,7 @@ def main(argv: list[str]) -> int:
         report.append("00 opened as saved; unrun widget text present: "
                       f"{'Run this cell to show the target chooser' in body}")
 
-        for name in ("00-set-up.ipynb", "09-cleanup.ipynb"):
+        for name in ("00-set-up.ipynb", "10-cleanup.ipynb"):
             open_notebook(name)
             hrefs = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, ".jp-RenderedMarkdown a")}
             for href in sorted(h for h in hrefs if h and h.startswith(base)):

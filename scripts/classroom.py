@@ -3,11 +3,11 @@
 
     python scripts/classroom.py reset
 
-Deletes everything the workbook recorded (what notebook 09 does, with the same clean-up code),
+Deletes everything the workbook recorded (what notebook 10 does, with the same clean-up code),
 and, on a version of ``helpers.cleanup`` that can find them, the workbook resources an earlier,
 lost state file left behind. Only when nothing failed is the state file removed, so that
 notebook 00 starts a fresh one (a new suffix); when something failed, the state file is kept,
-so that the next ``make reset`` (or notebook 09) retries it. Uses the learner's own state and
+so that the next ``make reset`` (or notebook 10) retries it. Uses the learner's own state and
 sandbox (``.workbook/``), never build/'s.
 """
 from __future__ import annotations

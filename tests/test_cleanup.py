@@ -227,7 +227,7 @@ def test_a_lost_state_file_orphans_nothing(wb, rsa_key, capsys):
     again = open_workbook()
     assert again.state.suffix != old_suffix
     note = capsys.readouterr().out
-    assert "Note: Found" in note and old_suffix in note and "09-cleanup" in note
+    assert "Note: Found" in note and old_suffix in note and "10-cleanup" in note
     orphans = cl.find_orphans(again)
     kinds = sorted(kind for kind, _ in orphans.resources)
     assert kinds == ["iam-role", "iot-authorizer", "key-pair", "lambda-function", "lambda-permission"], orphans

@@ -154,7 +154,7 @@ def test_the_orphan_call_site_reports_what_find_orphans_found(homes, monkeypatch
         check = doctor.check_orphans()
     finally:
         sandbox.stop()
-    assert check.status == doctor.NOTE and "does not list" in check.detail and "09-cleanup" in check.fix
+    assert check.status == doctor.NOTE and "does not list" in check.detail and "10-cleanup" in check.fix
 
 
 @pytest.mark.skipif(not hasattr(cleanup, "find_orphans"), reason="helpers.cleanup.find_orphans (issue 9) not merged")

@@ -3,10 +3,10 @@
 AWS IoT Core calls this function every time a client tries to connect or publish
 through the custom authorizer (the notebooks deploy it as a zip; the handler string
 is ``lambda_function.lambda_handler``). The function answers with an *authorization
-response*: who the client is and which IoT policy applies to it. This demo does not
-check any password. It lets the request in only when the client's HTTP query string
-carries ``actionToken=allow``, so you can switch between Allow and Deny by editing a
-URL.
+response*: who the client is and which IoT policy applies to it. An HTTPS request
+gets in only when its query string carries ``actionToken=allow``, so you can switch
+between Allow and Deny by editing a URL. An MQTT device gets in with the right
+password, and then may do only what a device needs.
 
 What the function does, in order:
 
@@ -26,7 +26,14 @@ What the function does, in order:
    - ``protocolData.http.queryString`` contains ``actionToken`` equal to ``allow``
      (any letter case): ``Allow``. The query string may start with ``?`` (as in the
      AWS documentation's example event) or not; both are read the same way.
-   - anything else (another value, no ``actionToken``, an MQTT-only connection): ``Deny``.
+   - ``protocolData.mqtt`` is there: an MQTT device is connecting (notebook 09, MQTT devices). Its
+     user name starts with the device's id (``sensor-1?x-amz-customauthorizer-name=...``);
+     the password, which AWS IoT base64-encodes, must be ``DEVICE_PASSWORD``. Then the
+     answer is a *least-privilege* Allow (see ``device_policy``): connect with the
+     client id ``sensor-1`` only, publish and receive on ``devices/sensor-1/...`` only,
+     subscribe to filters under it only. A wrong password, or an id that is not
+     plain letters, digits, ``-`` and ``_``, gets the same Deny as a bad HTTP request.
+   - anything else (another value, no ``actionToken``): ``Deny``.
 
 4. **Builds the response** AWS IoT Core expects:
 
@@ -36,16 +43,20 @@ What the function does, in order:
    - ``principalId``: a name for this client in logs. AWS only accepts letters and
      digits here (``[a-zA-Z0-9]{1,128}``), so it is ``customAuthDemo``: no dashes,
      underscores or spaces.
-   - ``policyDocuments``: a list with one IoT policy. Its single statement covers
-     every IoT action (``iot:*``) on every IoT resource of this account and Region
-     (``arn:aws:iot:REGION:ACCOUNT:*``) with the effect decided above. That is far
-     too broad for production; it keeps the demo about the authorizer, not policies.
+   - ``policyDocuments``: a list with one IoT policy. For HTTP, its single statement
+     covers every IoT action (``iot:*``) on every IoT resource of this account and
+     Region (``arn:aws:iot:REGION:ACCOUNT:*``) with the effect decided above. That is
+     far too broad for production; the MQTT branch shows the narrow kind.
    - ``disconnectAfterInSeconds``: 3600. IoT Core closes the connection after an
      hour. AWS accepts 300 to 86,400 seconds.
    - ``refreshAfterInSeconds``: 600. IoT Core calls the function again every ten
      minutes to refresh the policy of a long-lived connection (also 300 to 86,400).
 """
+import base64
+import binascii
+import hmac
 import json
+import re
 from urllib.parse import parse_qs
 
 #: The query-string parameter that carries the demo's yes/no switch.
@@ -54,6 +65,10 @@ ACTION_PARAMETER = "actionToken"
 PRINCIPAL_ID = "customAuthDemo"
 DISCONNECT_AFTER_SECONDS = 3600
 REFRESH_AFTER_SECONDS = 600
+#: The demo devices' password. A real function looks the device up (a table, a secret store).
+DEVICE_PASSWORD = "workbook-demo-password"
+#: A device id that is safe inside a policy ARN: no ``*``, ``?``, ``/``, ``+`` or ``#``.
+DEVICE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def lambda_handler(event, context):
@@ -64,11 +79,12 @@ def lambda_handler(event, context):
     protocol_data = event.get("protocolData")
     if protocol_data is None:
         print("No protocolData: a test-invoke-authorizer call, answering Deny.")
-        effect = "Deny"
+        response = authorization_response("Deny", partition, region, account)
+    elif protocol_data.get("mqtt"):
+        response = _mqtt_response(protocol_data["mqtt"], partition, region, account)
     else:
         effect = _effect_from_http(protocol_data.get("http"))
-
-    response = authorization_response(effect, partition, region, account)
+        response = authorization_response(effect, partition, region, account)
     print("Response:", json.dumps(response, sort_keys=True))
     return response
 
@@ -87,6 +103,39 @@ def _effect_from_http(http):
     if values and values[0].lower() == "allow":
         return "Allow"
     return "Deny"
+
+
+def _mqtt_response(mqtt, partition, region, account):
+    """An MQTT device: its own narrow policy when the password is right, else Deny."""
+    device = (mqtt.get("username") or "").split("?", 1)[0]
+    try:
+        password = base64.b64decode(mqtt.get("password") or "", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        password = None
+    if not DEVICE_ID.fullmatch(device):
+        print(f"User name does not start with a device id ({DEVICE_ID.pattern}), answering Deny.")
+    elif password is None or not hmac.compare_digest(password, DEVICE_PASSWORD):
+        print(f"Wrong password for device {device!r}, answering Deny.")
+    else:
+        print(f"Device {device!r} (client id {mqtt.get('clientId')!r}): least-privilege Allow.")
+        response = authorization_response("Allow", partition, region, account)
+        response["policyDocuments"] = [device_policy(device, partition, region, account)]
+        return response
+    return authorization_response("Deny", partition, region, account)
+
+
+def device_policy(device, partition, region, account):
+    """Connect as DEVICE only; publish, receive and subscribe under devices/DEVICE/ only."""
+    arn = f"arn:{partition}:iot:{region}:{account}"
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "iot:Connect", "Resource": f"{arn}:client/{device}"},
+            {"Effect": "Allow", "Action": ["iot:Publish", "iot:Receive"],
+             "Resource": f"{arn}:topic/devices/{device}/*"},
+            {"Effect": "Allow", "Action": "iot:Subscribe", "Resource": f"{arn}:topicfilter/devices/{device}/*"},
+        ],
+    }
 
 
 def _where_am_i(function_arn):

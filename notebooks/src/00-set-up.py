@@ -36,7 +36,7 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 # | | **sandbox** (default) | **aws** |
 # | --- | --- | --- |
 # | Needs | nothing but this machine | an AWS account, credentials for boto3, a region |
-# | Costs | nothing | a few cents at most; notebook 09 deletes everything |
+# | Costs | nothing | a few cents at most; notebook 10 deletes everything |
 # | Talks to | a local stand-in for IAM, Lambda, IoT and CloudWatch Logs over HTTPS | AWS |
 #
 # The sandbox is not a mock: it checks every request's AWS signature, runs your Lambda handler in
@@ -144,7 +144,8 @@ print(f"✓ Set up: target {wb.target}, region {wb.region}, account reachable.")
 # | [06 · Publish over HTTPS](06-publish-https.ipynb) | a device's request with the custom-auth headers | 10 min |
 # | [07 · Watch the messages](07-watch-messages.ipynb) | an MQTT client watching | take home |
 # | [08 · Experiments](08-experiments.ipynb) | tampering, deny, the decision log, query strings | take home |
-# | [09 · Clean up](09-cleanup.ipynb) | delete everything the workbook created | 5 min |
+# | [09 · MQTT devices](09-mqtt-devices.ipynb) | a device connects over MQTT with a password, least privilege | take home |
+# | [10 · Clean up](10-cleanup.ipynb) | delete everything the workbook created | 5 min |
 
 # %% [markdown]
 # ## Summary

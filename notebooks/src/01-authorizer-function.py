@@ -116,7 +116,9 @@ print(inspect.getsource(handler_module._effect_from_http))
 
 # %% [markdown]
 # Only `actionToken=allow` in the query string gives Allow. That is a demo switch, not security:
-# a real authorizer would check a password, a JWT or a database here.
+# a real authorizer would check a password, a JWT or a database here. (An MQTT device's login,
+# `protocolData.mqtt`, takes the handler's other branch: a password and a narrow policy, in
+# [09 · MQTT devices](09-mqtt-devices.ipynb).)
 #
 # ### The response it returns
 # Because the module is loaded, you can call its response builder directly and see the answer
@@ -209,7 +211,7 @@ print("Attached policies:", sorted(policy["PolicyArn"] for policy in attached))
 # IAM created (or found) the role `custom-auth-function-role-<suffix>` with the trust policy
 # above, and attached the managed policy. Attaching a policy that is already attached is not an
 # error, so that call is safe to repeat. The role's ARN is saved in the workbook's state as
-# `role_arn`, and the role and its policy are recorded so notebook 09 can delete them.
+# `role_arn`, and the role and its policy are recorded so notebook 10 can delete them.
 #
 # ### Troubleshooting
 # - **`ClientError: ... (AccessDenied) when calling the CreateRole operation`** (AWS): your

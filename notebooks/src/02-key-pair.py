@@ -126,7 +126,7 @@ else:
 # The workbook created an RSA private key (4096 bits, like the tutorial's `openssl genrsa ... 4096`)
 # and wrote its public half next to it, both as PEM text files. The paths are saved in the
 # workbook's state (`private_key_path`, `public_key_path`) for notebooks 03 and 05, and the key
-# folder is recorded so that notebook 09 can delete it.
+# folder is recorded so that notebook 10 can delete it.
 #
 # ### Troubleshooting
 # - **`KeyFileError: Private key file ... can be read by other users (mode 0644)`**: the key was

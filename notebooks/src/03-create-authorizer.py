@@ -207,7 +207,7 @@ print(small_public_pem.splitlines()[0], "... a 1024-bit RSA public key")
 # %% tags=["raises-exception"]
 # CLI: aws iot create-authorizer --authorizer-name my-new-authorizer-<suffix>-small-key ... \
 #        --token-signing-public-keys FirstKey="$(cat small-public-key.pem)"
-wb.record("iot-authorizer", throwaway_name)  # first: should AWS accept the key, notebook 09 deletes it
+wb.record("iot-authorizer", throwaway_name)  # first: should AWS accept the key, notebook 10 deletes it
 iot.create_authorizer(
     authorizerName=throwaway_name,
     authorizerFunctionArn=function_arn,
@@ -220,7 +220,7 @@ iot.create_authorizer(
 # %% [markdown]
 # The sandbox answered **`InvalidRequestException`** (HTTP 400), which is what AWS's 2048-bit rule
 # implies; AWS does not document whether it checks the size at create time, so the throwaway name was
-# recorded first: if your account accepted the key, notebook 09 deletes that authorizer. The request itself is wrong, so
+# recorded first: if your account accepted the key, notebook 10 deletes that authorizer. The request itself is wrong, so
 # retrying it cannot help. The same error comes back for a garbled key, such as a PEM with a line
 # missing or its `BEGIN`/`END` lines cut off by a copy and paste. Nothing was created:
 
@@ -243,7 +243,7 @@ print("Throwaway authorizer exists:", throwaway_exists)
 # - **`ClientError: ... (LimitExceededException)`**: an account may have only a limited number
 #   of authorizers at one time (the tutorial warns about it). Old authorizers from earlier
 #   tutorials count too. List them with `aws iot list-authorizers`; delete the ones you no longer
-#   need (set them `INACTIVE` first). Notebook 09 deletes exactly what this workbook recorded, so
+#   need (set them `INACTIVE` first). Notebook 10 deletes exactly what this workbook recorded, so
 #   running it after each session keeps you far from the quota.
 # - **`ClientError: ... (InvalidRequestException)`** with a key that looks right: make sure you
 #   pasted the *public* key file, whole, including `-----BEGIN PUBLIC KEY-----` and

@@ -116,7 +116,7 @@ print(f"Watching {topic!r}; messages so far: {len(watch.messages)}")
 #    shows both (with `ERROR` the baseline's `Success` entry would never appear).
 #
 # Logging is one setting per account and region, and log lines cost money on AWS: the helper records
-# the options that were there before, and notebook 09 puts them back and deletes the role.
+# the options that were there before, and notebook 10 puts them back and deletes the role.
 
 # %%
 role_arn = logging_role(wb)  # creates or reuses the role (helpers/iot_logging.py); recorded for clean-up
@@ -562,5 +562,6 @@ finally:
 #   `refreshAfterInSeconds`: fewer invocations and faster answers, at the price of freshness.
 #
 # ## What's next
-# In [09 · Clean up](09-cleanup.ipynb) you delete everything the workbook created, in the right
-# order, and check with AWS that it is gone.
+# In [09 · MQTT devices](09-mqtt-devices.ipynb) a device connects over MQTT with a user name and
+# password, the way most devices with a custom authorizer do, and gets only the permissions it needs.
+# (Or go straight to [10 · Clean up](10-cleanup.ipynb) to delete everything the workbook created.)

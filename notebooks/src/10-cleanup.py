@@ -1,5 +1,5 @@
 # %% [markdown]
-# # 09 · Clean up
+# # 10 · Clean up
 #
 # The workbook created an IAM role, a Lambda function with a resource-based policy, an AWS IoT
 # custom authorizer and a key pair. This notebook deletes exactly those, in an order AWS accepts,
@@ -18,7 +18,7 @@
 # ## Prerequisites
 # | Concept | Importance | Where |
 # | --- | --- | --- |
-# | What the workbook created, and where it recorded it | Necessary | [00 · Set up](00-set-up.ipynb) to [08 · Experiments](08-experiments.ipynb) |
+# | What the workbook created, and where it recorded it | Necessary | [00 · Set up](00-set-up.ipynb) to [09 · MQTT devices](09-mqtt-devices.ipynb) |
 # | The authorizer's `ACTIVE`/`INACTIVE` status | Helpful | [03 · Create the authorizer](03-create-authorizer.ipynb) |
 
 # %%
