@@ -6,7 +6,9 @@ its CLI line) and calls these helpers for the parts that are only parsing and pa
 - :func:`decision_for`: the ``AWSIotLogsV2`` entry of one request, found by its trace id;
 - :func:`split_invocations`: a Lambda log's lines grouped per invocation (``START`` ... ``END``);
 - :func:`invocation_lines`: the lines of the first invocation that mentions some text;
-- :func:`count_events`: how many events of a group match a filter pattern since a time.
+- :func:`count_events`: how many events of a group match a filter pattern since a time;
+- :func:`entry_for_client`: the newest ``AWSIotLogsV2`` entry of one event type for one MQTT client id;
+- :func:`format_entry`: such an entry's documented fields as text, the sandbox's extras on a line of their own.
 
 AWS delivers log events a few seconds after the fact
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/WhatIsCloudWatchLogs.html), so each reader
@@ -25,7 +27,13 @@ import json
 import time
 from typing import Callable
 
-__all__ = ["count_events", "decision_for", "invocation_lines", "split_invocations"]
+__all__ = ["count_events", "decision_for", "entry_for_client", "format_entry", "invocation_lines", "now_ms",
+           "split_invocations"]
+
+
+def now_ms() -> int:
+    """Now, in the milliseconds since the epoch that ``startTime`` takes."""
+    return int(time.time() * 1000)
 
 
 def _events(logs, **query) -> list[dict]:
@@ -100,3 +108,40 @@ def count_events(logs, group: str, pattern: str, since_ms: int, *, at_least: int
         if attempt + 1 < attempts:
             sleep(delay)
     return count
+
+
+def entry_for_client(logs, client_id: str, event_type: str, since_ms: int, *, attempts: int = 15,
+                     delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> dict | None:
+    """The newest ``AWSIotLogsV2`` entry (parsed JSON) of ``event_type`` (``Connect``, ``Subscribe``,
+    ``Publish-In``...) for ``client_id`` since ``since_ms``, or None if none arrived."""
+    for attempt in range(attempts):
+        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --start-time SINCE_MS --filter-pattern '"CLIENT_ID"'
+        entries = [json.loads(event["message"]) for event in _events(
+            logs, logGroupName="AWSIotLogsV2", startTime=since_ms, filterPattern=f'"{client_id}"')]
+        found = [e for e in entries if e.get("clientId") == client_id and e.get("eventType") == event_type]
+        if found:
+            return found[-1]
+        if attempt + 1 < attempts:
+            sleep(delay)
+    return None
+
+
+def format_entry(entry: dict | None) -> str:
+    """An ``AWSIotLogsV2`` entry's documented fields; the sandbox's own extras, when there, on their own line.
+
+    >>> print(format_entry({"eventType": "Connect", "status": "Failure", "reason": "AUTHORIZATION_FAILURE",
+    ...                     "details": "Authorization Failure", "sandbox": {"transport": "tls", "mqttVersion": 5}}))
+      Connect: Failure, reason AUTHORIZATION_FAILURE
+      details: Authorization Failure
+      sandbox only: transport=tls, mqttVersion=5
+    >>> print(format_entry(None))
+      (no AWSIotLogsV2 entry arrived: is logging on? see section 0)
+    """
+    if entry is None:
+        return "  (no AWSIotLogsV2 entry arrived: is logging on? see section 0)"
+    lines = [f"  {entry['eventType']}: {entry['status']}, reason {entry.get('reason', '-')}",
+             f"  details: {entry.get('details', '-')}"]
+    if "sandbox" in entry:  # not in AWS's entries: the sandbox's own extras
+        extras = entry["sandbox"]
+        lines.append(f"  sandbox only: transport={extras.get('transport')}, mqttVersion={extras.get('mqttVersion')}")
+    return "\n".join(lines)

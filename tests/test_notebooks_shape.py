@@ -96,6 +96,9 @@ LONG_CELLS_ALLOWED = {
     ("test-invoke", "try:"): "Check your work: the stage's assertions, read as one list",
     ("watch-messages", "try:"): "Check your work: the assertions, and the watcher stopped whatever happens",
     ("experiments", "try:"): "Check your work: the assertions of five experiments, and the watcher stopped",
+    ("mqtt-devices", "events = DeviceEvents()"):
+        "the SDK builder call is the lesson: its eight custom-auth arguments belong together in one call",
+    ("mqtt-devices", "try:"): "Check your work: the assertions of every connect and refusal, and every client stopped",
     ("cleanup", "def is_gone(call, gone_code):"): "Check your work: asks AWS that every recorded resource is gone",
 }
 LESSON_HEADING = re.compile(r"^## \d+\. ", re.MULTILINE)

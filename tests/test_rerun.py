@@ -10,7 +10,7 @@ import zipfile
 import pytest
 from botocore.exceptions import ClientError
 
-from helpers.cloudwatch import count_events, decision_for, invocation_lines
+from helpers.cloudwatch import count_events, decision_for, entry_for_client, invocation_lines
 from helpers.experiments import keep_alive_run
 from helpers.rerun import differences, policy_statement, reuse_if_exists, source_arn_of
 from helpers.sandbox import core
@@ -145,6 +145,24 @@ def test_log_readers_find_decisions_invocations_and_counts(ctx):
     waits = []
     assert count_events(client, GROUP, '"tok-a"', now, at_least=5, attempts=3, sleep=waits.append) == 2
     assert len(waits) == 2  # asked three times in all, then answered what it found
+
+
+def test_entry_for_client_is_the_newest_of_that_client_and_event_type_since_a_time(ctx):
+    client = harness.client("logs", logs, ctx)
+    no_sleep = lambda _s: None  # noqa: E731
+    now = int(time.time() * 1000)
+    entry = lambda t, cid, kind, status: (t, json.dumps(  # noqa: E731
+        {"clientId": cid, "eventType": kind, "status": status}))
+    ctx.logs.put_events("AWSIotLogsV2", "s", [
+        entry(now - 60_000, "dev", "Connect", "Old"),       # before `since`
+        entry(now, "dev", "Connect", "Failure"),
+        entry(now + 1, "dev-2", "Connect", "Other"),        # another client id that contains "dev"
+        entry(now + 2, "dev", "Subscribe", "Failure"),      # another event type
+        entry(now + 3, "dev", "Connect", "Success"),        # the newest
+    ])
+    assert entry_for_client(client, "dev", "Connect", now, sleep=no_sleep)["status"] == "Success"
+    assert entry_for_client(client, "dev-2", "Connect", now, sleep=no_sleep)["status"] == "Other"
+    assert entry_for_client(client, "dev", "Subscribe", now + 3, attempts=2, sleep=no_sleep) is None
 
 
 def test_keep_alive_run_uses_one_session_for_every_request():

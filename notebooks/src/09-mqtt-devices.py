@@ -71,6 +71,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from helpers.device import (Device, DeviceEvents, device_console, host_and_port, load_function, masked,
                             mosquitto_commands, username)
+from helpers.cloudwatch import count_events, entry_for_client, format_entry, now_ms
 from helpers.errors import show_briefly
 from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper
@@ -296,6 +297,8 @@ assert user_name == username(device_id, authorizer=wb.names.authorizer, signatur
 # %%
 tls = ssl.create_default_context(cafile=wb.ca_bundle)  # cafile None on AWS: the system's CAs
 tls.set_alpn_protocols(["mqtt"])
+
+# %%
 hand = paho.Client(CallbackAPIVersion.VERSION2, client_id=device_id, protocol=paho.MQTTv5)
 hand.tls_set_context(tls)
 hand.username_pw_set(user_name, DEVICE_PASSWORD)
@@ -338,51 +341,15 @@ print(mosquitto_commands(wb.data_endpoint, ca_file=wb.relative(wb.ca_bundle) if 
 # %% [markdown]
 # ## 4. How a device is refused
 #
-# Four ways to get it wrong, each with what the client sees and what the log says. The helpers below
-# read `AWSIotLogsV2` (the decisions) and the function's log group (its invocations) since a given
-# moment, asking again for a while because AWS delivers log events seconds late.
+# Four ways to get it wrong, each with what the client sees and what the log says. Two helpers from
+# `helpers/cloudwatch.py` read the logs with `filter_log_events` (the CLI line is beside each call):
+# `entry_for_client` finds the `AWSIotLogsV2` entry (the decision) for one client id, and
+# `count_events` counts the function's `START` lines (its invocations), both since a given moment and
+# asking again for a while, because AWS delivers log events seconds late. The cell below makes
+# devices that differ from the good one in one thing each.
 
 # %%
-def now_ms():
-    return int(time.time() * 1000)
-
-
-def iot_log(client_id, event_type, since, attempts=15):
-    """The newest AWSIotLogsV2 entry of this event type for this client id since ``since``, or None."""
-    for _ in range(attempts):
-        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --start-time SINCE --filter-pattern '"CLIENT_ID"'
-        found = [json.loads(e["message"]) for e in logs.filter_log_events(
-            logGroupName="AWSIotLogsV2", startTime=since, filterPattern=f'"{client_id}"')["events"]]
-        found = [e for e in found if e.get("clientId") == client_id and e.get("eventType") == event_type]
-        if found:
-            return found[-1]
-        time.sleep(2)
-    return None
-
-
-def invocations(since, expect_some=False, attempts=15):
-    """How many times the authorizer function started since ``since`` (its START lines); with
-    ``expect_some``, asks again for a while until there is one (Lambda's log arrives late on AWS)."""
-    for _ in range(attempts):
-        # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE --filter-pattern '"START RequestId"'
-        count = len(logs.filter_log_events(logGroupName=f"/aws/lambda/{wb.names.function}", startTime=since,
-                                           filterPattern='"START RequestId"')["events"])
-        if count or not expect_some:
-            return count
-        time.sleep(2)
-    return count
-
-
-def show(entry):
-    """An AWSIotLogsV2 entry's documented fields; the sandbox's own extras, when there, on their own line."""
-    if entry is None:
-        print("  (no AWSIotLogsV2 entry arrived: is logging on? see section 0)")
-        return
-    print(f"  {entry['eventType']}: {entry['status']}, reason {entry.get('reason', '-')}")
-    print(f"  details: {entry.get('details', '-')}")
-    if "sandbox" in entry:  # not in AWS's entries: the sandbox's own extras
-        print(f"  sandbox only: transport={entry['sandbox'].get('transport')}, "
-              f"mqttVersion={entry['sandbox'].get('mqttVersion')}")
+function_log = f"/aws/lambda/{wb.names.function}"  # where the function's START lines go
 
 
 def device(client_id=device_id, password=DEVICE_PASSWORD, with_signature=signature):
@@ -401,9 +368,13 @@ since = now_ms()
 with device(password="not-the-password") as d:
     wrong_password = d.connect()
 print("client sees:", wrong_password)
-wrong_password_log = iot_log(device_id, "Connect", since)
-show(wrong_password_log)
-wrong_password_runs = invocations(since, expect_some=True)
+
+# %%
+# CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --start-time SINCE --filter-pattern '"CLIENT_ID"'
+wrong_password_log = entry_for_client(logs, device_id, "Connect", since)
+print(format_entry(wrong_password_log))
+# CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE --filter-pattern '"START RequestId"'
+wrong_password_runs = count_events(logs, function_log, '"START RequestId"', since)
 print("function invocations:", wrong_password_runs)
 
 # %% [markdown]
@@ -416,10 +387,12 @@ since = now_ms()
 with device(with_signature=tamper(signature)) as d:
     tampered = d.connect()
 print("client sees:", tampered)
-tampered_log = iot_log(device_id, "Connect", since)
-show(tampered_log)
+
+# %%
+tampered_log = entry_for_client(logs, device_id, "Connect", since)
+print(format_entry(tampered_log))
 time.sleep(2)  # an invocation, if there were one, would be in the log by now (on the sandbox at once)
-tampered_runs = invocations(since)
+tampered_runs = count_events(logs, function_log, '"START RequestId"', since, at_least=0)  # at_least=0: ask once
 print("function invocations:", tampered_runs)
 
 # %% [markdown]
@@ -432,8 +405,8 @@ since, other_id = now_ms(), f"{device_id}-2"
 with device(client_id=other_id) as d:
     other_client = d.connect()
 print("client sees:", other_client)
-other_client_log = iot_log(other_id, "Connect", since)
-show(other_client_log)
+other_client_log = entry_for_client(logs, other_id, "Connect", since)
+print(format_entry(other_client_log))
 
 # %% [markdown]
 # ### 4.4 A subscribe and a publish outside the policy
@@ -447,10 +420,12 @@ with device() as d:
     outside_publish = d.publish("devices/someone-else/telemetry", b'{"temperature": -40}')
 print("SUBSCRIBE devices/someone-else/#:", outside_subscribe)
 print("PUBLISH devices/someone-else/telemetry:", outside_publish)
-outside_subscribe_log = iot_log(device_id, "Subscribe", since)
-show(outside_subscribe_log)
-outside_publish_log = iot_log(device_id, "Publish-In", since)
-show(outside_publish_log)
+
+# %%
+outside_subscribe_log = entry_for_client(logs, device_id, "Subscribe", since)
+print(format_entry(outside_subscribe_log))
+outside_publish_log = entry_for_client(logs, device_id, "Publish-In", since)
+print(format_entry(outside_publish_log))
 
 # %% [markdown]
 # ### What just happened
