@@ -52,7 +52,6 @@ __all__ = ["ActionTokenSender", "ArnInput", "MessageView", "TargetChooser", "act
            "format_messages", "message_view", "target_chooser", "validate_authorizer_arn",
            "validate_function_arn"]
 
-_WIDE = widgets.Layout(width="100%")
 _LABEL_STYLE = {"description_width": "initial"}
 
 
@@ -238,7 +237,10 @@ class ArnInput(_Hinted, widgets.VBox):
                  exists: Callable[[str], str | None] | None = None):
         self.validator = validator
         self.exists = exists
-        self.text = widgets.Text(value=value, description=label, continuous_update=True, layout=_WIDE,
+        # width auto: the box stretches to the output's width, margins included (width 100% plus the
+        # widget's margins overflowed into a horizontal scrollbar in JupyterLab)
+        self.text = widgets.Text(value=value, description=label, continuous_update=True,
+                                 layout=widgets.Layout(width="auto"),
                                  style=_LABEL_STYLE)
         self.status = widgets.HTML()
         self.error: str | None = None
