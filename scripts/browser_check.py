@@ -402,7 +402,7 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             failures.append(f"{name} saved and reopened after a kernel restart shows '{MODEL_NOT_FOUND}: model not found'")
         if name in HINTS:
             hinted = [el for el in driver.find_elements(By.CSS_SELECTOR, ".jp-CodeCell")
-                      if HINTS[name] in (el.get_attribute("textContent") or "")]
+                      if any(t in (el.get_attribute("textContent") or "") for t in (HINTS[name], MODEL_NOT_FOUND))]
             if hinted:
                 bring_into_view(hinted[0])
                 hinted[0].screenshot(str(out / f"{name}-reopened-cell.png"))
