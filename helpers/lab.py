@@ -14,8 +14,9 @@ drops the pointer. Two places do it:
 
 - :func:`pre_save_hook`, a Jupyter server pre-save hook: JupyterLab's saves and autosaves
   (every 2 minutes). The open notebook keeps its live widgets; the file holds the hints.
-  ``make lab`` enables it as a server extension (``--ServerApp.jpserver_extensions``), and
-  ``jupyter server extension enable --sys-prefix helpers.lab`` enables it for plain ``jupyter lab``.
+  ``make lab`` enables it as a server extension (``--ServerApp.jpserver_extensions``);
+  ``python -m helpers.lab enable`` enables it in the environment's own Jupyter config, for a plain
+  ``jupyter lab`` (Binder's ``postBuild`` does this).
 - ``scripts/nb.py``'s ``clean()``: the committed notebooks.
 
 Usage:
@@ -30,6 +31,9 @@ Usage:
 """
 from __future__ import annotations
 
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 __all__ = ["GENERIC_HINT", "WIDGET_VIEW", "hint_widget_views", "pre_save_hook"]
@@ -74,3 +78,20 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(serverapp) -> None:
     serverapp.contents_manager.register_pre_save_hook(pre_save_hook)
     serverapp.log.info("helpers.lab: saved notebooks keep the widgets' 'Run this cell' hints, not dead widget views")
+
+
+def enable(prefix: str | Path = sys.prefix) -> Path:
+    """Enable the extension for every Jupyter server of the environment at ``prefix``; returns the file written.
+
+    The same file a packaged server extension installs: ``PREFIX/etc/jupyter/jupyter_server_config.d/``.
+    """
+    path = Path(prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "helpers.lab.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"ServerApp": {"jpserver_extensions": {"helpers.lab": True}}}, indent=2) + "\n")
+    return path
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["enable"]:
+        sys.exit("usage: python -m helpers.lab enable   (saved notebooks keep the widgets' hints; make lab needs no set-up)")
+    print(f"helpers.lab enabled for this environment's Jupyter servers: {enable()}")

@@ -80,8 +80,12 @@ def test_a_jupyter_server_save_writes_the_hints(tmp_path):
     assert (tmp_path / "plain.txt").read_text() == "x"  # other files pass untouched
 
 
-def test_make_lab_loads_the_extension():
+def test_make_lab_loads_the_extension_and_binder_enables_it(tmp_path):
     assert "--ServerApp.jpserver_extensions=helpers.lab=True" in (ROOT / "Makefile").read_text()
+    assert "python -m helpers.lab enable" in (ROOT / "binder" / "postBuild").read_text()
+    written = lab.enable(tmp_path)
+    assert written == tmp_path / "etc" / "jupyter" / "jupyter_server_config.d" / "helpers.lab.json"
+    assert json.loads(written.read_text()) == {"ServerApp": {"jpserver_extensions": {"helpers.lab": True}}}
 
 
 @pytest.mark.skipif(not NOTEBOOKS, reason="no notebooks")
