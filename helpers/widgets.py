@@ -137,11 +137,8 @@ class TargetChooser(_Hinted, widgets.VBox):
             self.button.disabled = False
         return self.workbook
 
+    # (not the recorded target: a committed notebook would show the author's, not the learner's)
     hint_name = "target chooser"
-
-    def hint(self) -> str:
-        return (f"Run this cell to show the target chooser (recorded: target {self.target.value}, "
-                f"region {self.region.value}).")
 
 
 def target_chooser(state=None) -> TargetChooser:

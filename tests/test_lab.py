@@ -20,10 +20,16 @@ class ListWatch:
 
 def all_widgets():
     return {
+        "target chooser": widgets.target_chooser(),
         "Function ARN box": widgets.arn_input("Function ARN:", FUNCTION_ARN, widgets.validate_function_arn),
         "allow/deny sender": widgets.action_token_sender(lambda token: None),
         "live message view": widgets.message_view(ListWatch()),
     }
+
+
+@pytest.fixture(autouse=True)
+def own_state(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBOOK_STATE_DIR", str(tmp_path / "state"))  # the chooser reads the recorded target
 
 
 def test_every_widget_display_carries_the_hint_as_text_and_html():

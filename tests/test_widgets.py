@@ -136,7 +136,8 @@ def test_target_chooser_records_the_sandbox_target(dirs):
     assert chooser.error is None and chooser.workbook.target == "sandbox"
     shown = widgets._output_text(chooser.output)
     assert shown.startswith("✓ Recorded.") and "target:   sandbox" in shown and state.suffix in shown
-    assert repr(chooser) == "Run this cell to show the target chooser (recorded: target sandbox, region eu-west-1)."
+    assert repr(chooser) == "Run this cell to show the target chooser."  # never the recorded (author's) target
+    assert chooser._repr_mimebundle_()["text/plain"] == repr(chooser)
 
 
 def test_target_chooser_shows_a_bad_region_without_raising(dirs):
