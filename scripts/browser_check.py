@@ -12,11 +12,12 @@ does (the ``helpers.lab`` server extension included; ``--no-save-hook`` leaves i
 
 1. opens each notebook with a widget as committed: no "Error displaying widget", the unrun widget
    says "Run this cell to show the ...";
-2. follows every relative link of the rendered Markdown in 00 and 09 (JupyterLab serves only
+2. follows every relative link of the rendered Markdown in every notebook (JupyterLab serves only
    ``notebooks/``: a link out of it, such as ``../README.md``, answers 404);
 3. runs notebooks 00 to 07 in order (Run > Run All Cells), as a learner would, and checks that the
-   widgets render, that no ARN box or message table overflows into a horizontal scrollbar, and
-   that the live message view in 07 shows the messages;
+   widgets render, that no ARN box or message table overflows into a horizontal scrollbar, that
+   the live message view in 07 shows the messages, and that the widgets answer in the browser
+   (00's "Use this target" and 06's "Send" clicked, a mistyped ARN typed into 03's box);
 4. saves each notebook, restarts its kernel (a workshop's next morning), reloads the page and
    checks that no output says "Error displaying widget: model not found" and that the hints show;
 5. saves a screenshot of each step (whole window, and each widget alone) in OUT_DIR.
@@ -49,6 +50,10 @@ HINTS = {"00-set-up": "Run this cell to show the target chooser",
          "04-grant-permission": "Run this cell to show the Authorizer ARN box",
          "06-publish-https": "Run this cell to show the allow/deny sender",
          "07-watch-messages": "Run this cell to show the live message view"}
+#: notebook -> (button to click in its widget, text its output then shows): the widget's round trip to the kernel
+CLICKS = {"00-set-up": ("Use this target", "✓ Recorded."), "06-publish-https": ("Send", "HTTP 200 (published)")}
+#: notebook -> (what to type into its ARN box, the status line's answer): live checking in the browser
+TYPE_INTO = {"03-create-authorizer": ("arn:aws:lambda:us-west-2:12345:function:f", "must be exactly 12 digits")}
 RUN = ["00-set-up", "01-authorizer-function", "02-key-pair", "03-create-authorizer", "04-grant-permission",
        "05-test-invoke", "06-publish-https", "07-watch-messages"]
 MODEL_NOT_FOUND = "Error displaying widget"
@@ -339,7 +344,7 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
         report.append(f"{name} as committed: hint shown {hint in text}; '{MODEL_NOT_FOUND}' shown {MODEL_NOT_FOUND in text}")
 
     # 2. links
-    for name in ("00-set-up", "09-cleanup"):
+    for name in sorted(p.stem for p in lab.served.glob("[0-9][0-9]-*.ipynb")):
         open_notebook(name)
         hrefs = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, ".jp-RenderedMarkdown a")}
         for href in sorted(h for h in hrefs if h and h.startswith(lab.base)):
@@ -367,6 +372,35 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             shoot_widgets(name, "run")
             for overflow in driver.execute_script(OVERFLOW_JS):
                 failures.append(f"{name}: a widget overflows: {overflow}")
+        if name in CLICKS:
+            label, answer = CLICKS[name]
+            button = driver.find_element(By.XPATH, f"//div[contains(@class,'jp-OutputArea-output')]//button[normalize-space()='{label}']")
+            bring_into_view(button)
+            button.click()
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and answer not in button.find_element(
+                    By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text:
+                time.sleep(0.5)
+            shown_answer = answer in button.find_element(By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text
+            if not shown_answer:
+                failures.append(f"{name}: clicking '{label}' did not show '{answer}'")
+            report.append(f"{name}: clicked '{label}', the widget showed '{answer}': {shown_answer}")
+            shoot_widgets(name, "clicked")
+        if name in TYPE_INTO:
+            typed, answer = TYPE_INTO[name]
+            box = driver.find_element(By.CSS_SELECTOR, ".jp-OutputArea-output .widget-text input")
+            bring_into_view(box)
+            box.click()
+            box.send_keys(Keys.CONTROL, "a")
+            box.send_keys(typed)
+            time.sleep(1.5)
+            status = box.find_element(By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text
+            if answer not in status:
+                failures.append(f"{name}: typing {typed!r} into the ARN box did not show '{answer}' ({status!r})")
+            report.append(f"{name}: typed a 5-digit account into the ARN box, it said '{answer}': {answer in status}")
+            shoot_widgets(name, "typed")
+            for overflow in driver.execute_script(OVERFLOW_JS):
+                failures.append(f"{name}: with an error showing, a widget overflows: {overflow}")
         if name == "07-watch-messages":
             rows = driver.execute_script(
                 "return [...document.querySelectorAll('.jp-OutputArea-output .widget-html-content tbody tr')].length")

@@ -39,6 +39,9 @@ def test_jupyterlab_in_chromium(tmp_path):
         assert f"{name} as committed: hint shown True; 'Error displaying widget' shown False" in report, report
         assert f"{name} saved: 0 widget view(s) in the file" in report, report
         assert f"{name} reopened after a kernel restart: hint shown True; 'Error displaying widget' shown 0" in report
-    assert "00-set-up run in JupyterLab" in report and "07: 0 message row" not in report, report
+    assert "00-set-up: clicked 'Use this target', the widget showed '✓ Recorded.': True" in report, report
+    assert "06-publish-https: clicked 'Send', the widget showed 'HTTP 200 (published)': True" in report, report
+    assert "it said 'must be exactly 12 digits': True" in report, report
+    assert "00-set-up run in JupyterLab" and "07: 0 message row" not in report, report
     assert (tmp_path / "out" / "03-create-authorizer-run-widget1.png").stat().st_size > 2_000
     assert proc.returncode == 0, report + stderr
