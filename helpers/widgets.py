@@ -17,6 +17,11 @@ Every widget works without a browser: building one and calling its handler
 (``chooser.use()``, ``sender.send()``, ``view.refresh()``) never needs a
 frontend, and each keeps its last result on itself for the next cell.
 
+Where the live widget is not (the cell not run yet, a committed or reopened notebook, GitHub),
+each shows one line instead: "Run this cell to show the target chooser." (its ``text/plain``
+and ``text/html``). Saved notebooks keep only that line (``helpers/lab.py``), so JupyterLab never
+reopens one as "Error displaying widget: model not found".
+
 Usage:
 
 >>> validate_function_arn("arn:aws:lambda:us-west-2:123456789012:function:custom-auth-function-abc123") is None
