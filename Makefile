@@ -59,9 +59,11 @@ unit:
 	$(READY)
 	$(RUN_ENV) $(PY) -m pytest
 
+# helpers.lab: saved notebooks keep each widget's "Run this cell" hint instead of a widget view that
+# reopens as "Error displaying widget: model not found".
 lab:
 	$(READY)
-	$(PY) -m jupyter lab notebooks/
+	$(PY) -m jupyter lab --ServerApp.jpserver_extensions=helpers.lab=True notebooks/
 
 bench:
 	$(READY)

@@ -58,7 +58,7 @@ import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
 from helpers.topics import Message
-from helpers.widgets import format_messages
+from helpers.widgets import Hinted, format_messages, messages_html
 
 __all__ = ["ConnectOutcome", "Device", "DeviceConsole", "DeviceError", "DeviceEvents", "device_console",
            "host_and_port", "load_function", "masked", "mosquitto_commands", "username"]
@@ -335,7 +335,7 @@ class Device:
 
 # --- the console ----------------------------------------------------------------------------------------------
 
-class DeviceConsole(widgets.VBox):
+class DeviceConsole(Hinted, widgets.VBox):
     """Client id, password, Connect/Disconnect, topic + payload + Publish, and the messages as they arrive.
 
     ``make_device(client_id, password)`` returns a :class:`Device` (not yet connected). :meth:`connect`,
@@ -344,6 +344,7 @@ class DeviceConsole(widgets.VBox):
     """
 
     SHOWN = 20
+    hint_name = "device console"
 
     def __init__(self, make_device: Callable[[str, str], Device], client_id: str, topic: str):
         self.make_device = make_device
@@ -419,9 +420,8 @@ class DeviceConsole(widgets.VBox):
         self._buttons()
 
     def refresh(self) -> None:
-        messages = self.device.messages[-self.SHOWN:] if self.device else []
-        self.list.value = ("<i>No messages yet: they appear here as they arrive.</i>" if not messages else
-                           f"<pre>{html.escape(format_messages(messages))}</pre>")
+        messages = self.device.messages if self.device else []
+        self.list.value = messages_html(messages, self.SHOWN)
 
     @property
     def text(self) -> str:

@@ -340,7 +340,7 @@ class MqttWatch:
             self._cond.notify_all()
 
     def _on_message(self, client, userdata, msg) -> None:
-        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain))
+        message = Message(msg.topic, bytes(msg.payload), msg.qos, bool(msg.retain), received_at=time.time())
         with self._cond:
             self._messages.append(message)
             self._cond.notify_all()

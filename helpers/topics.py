@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 #: AWS IoT Core: topic "limited to 256 bytes of UTF-8 encoded characters".
 MAX_TOPIC_BYTES = 256
@@ -24,6 +24,8 @@ class Message:
     payload: bytes
     qos: int = 0
     retain: bool = False
+    #: When a subscriber received it (epoch seconds), for the message views; not part of the message.
+    received_at: float | None = field(default=None, compare=False)
 
     def to_json_line(self) -> str:
         """One JSON object on one line; binary payloads are base64-encoded.

@@ -17,6 +17,11 @@ Every widget works without a browser: building one and calling its handler
 (``chooser.use()``, ``sender.send()``, ``view.refresh()``) never needs a
 frontend, and each keeps its last result on itself for the next cell.
 
+Where the live widget is not (the cell not run yet, a committed or reopened notebook, GitHub),
+each shows one line instead: "Run this cell to show the target chooser." (its ``text/plain``
+and ``text/html``). Saved notebooks keep only that line (``helpers/lab.py``), so JupyterLab never
+reopens one as "Error displaying widget: model not found".
+
 Usage:
 
 >>> validate_function_arn("arn:aws:lambda:us-west-2:123456789012:function:custom-auth-function-abc123") is None
@@ -29,8 +34,10 @@ True
 "The service is 'iot', but a Lambda function ARN has 'lambda' (arn:aws:lambda:...)."
 >>> from helpers.topics import Message
 >>> print(format_messages([Message("test/topic", b'{"temperature": 40}', 1, False)]))
-#  TOPIC       QOS  RETAIN  PAYLOAD
-1  test/topic  1    no      {"temperature": 40}
+TIME  TOPIC       QOS  RETAIN  PAYLOAD
+-     test/topic  1    no      {
+                                 "temperature": 40
+                               }
 """
 from __future__ import annotations
 
@@ -39,17 +46,17 @@ import html
 import json
 import re
 import threading
+import time
 from typing import Any, Callable, Iterable
 
 import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
 
-__all__ = ["ActionTokenSender", "ArnInput", "MessageView", "TargetChooser", "action_token_sender", "arn_input",
-           "format_messages", "message_view", "target_chooser", "validate_authorizer_arn",
-           "validate_function_arn"]
+__all__ = ["ActionTokenSender", "ArnInput", "Hinted", "MessageView", "TargetChooser", "action_token_sender",
+           "arn_input", "format_messages", "message_view", "messages_html", "target_chooser",
+           "validate_authorizer_arn", "validate_function_arn"]
 
-_WIDE = widgets.Layout(width="100%")
 _LABEL_STYLE = {"description_width": "initial"}
 
 
@@ -62,9 +69,35 @@ def _output_text(output: widgets.Output) -> str:
     return "".join(item.get("text", "") for item in output.outputs)
 
 
+class Hinted:
+    """A widget whose display carries, beside the live view, what a notebook shows without it.
+
+    JupyterLab draws the live widget from ``application/vnd.jupyter.widget-view+json``. Where there
+    is no live widget (the cell not run yet, a committed or reopened notebook, GitHub), the text
+    beside it is what shows: the ``text/plain`` and ``text/html`` hint "Run this cell to show the
+    ...". Saved notebooks keep only the hint (``helpers/lab.py``).
+    """
+
+    hint_name = "widget"
+
+    def hint(self) -> str:
+        """The one line an unrun or reopened cell shows in place of the widget."""
+        return f"Run this cell to show the {self.hint_name}."
+
+    def __repr__(self) -> str:
+        return self.hint()
+
+    def _repr_mimebundle_(self, **kwargs):
+        bundle = super()._repr_mimebundle_(**kwargs)
+        bundle["text/plain"] = self.hint()
+        bundle["text/html"] = (f'<div style="padding: 4px 10px; border-left: 3px solid #999; color: #555">'
+                               f"▶ {html.escape(self.hint())}</div>")
+        return bundle
+
+
 # --- notebook 00: the target ------------------------------------------------------------------------
 
-class TargetChooser(widgets.VBox):
+class TargetChooser(Hinted, widgets.VBox):
     """sandbox/aws buttons, a region box and "Use this target"; :meth:`use` is the click handler.
 
     After a click, ``.workbook`` is the opened :class:`~helpers.workbook.Workbook` (or None) and
@@ -109,10 +142,8 @@ class TargetChooser(widgets.VBox):
             self.button.disabled = False
         return self.workbook
 
-    def __repr__(self) -> str:
-        # What a notebook shows where the live widget is not (an unrun cell, GitHub, a reopened file).
-        return (f"Run this cell to show the target chooser (recorded: target {self.target.value}, "
-                f"region {self.region.value}).")
+    # (not the recorded target: a committed notebook would show the author's, not the learner's)
+    hint_name = "target chooser"
 
 
 def target_chooser(state=None) -> TargetChooser:
@@ -197,7 +228,7 @@ def validate_authorizer_arn(text: str) -> str | None:
     return None
 
 
-class ArnInput(widgets.VBox):
+class ArnInput(Hinted, widgets.VBox):
     """A text box and a status line that re-checks the text on every change.
 
     Read ``.value`` (the text, as typed) and ``.error`` (None when valid) from the next cell;
@@ -208,7 +239,10 @@ class ArnInput(widgets.VBox):
                  exists: Callable[[str], str | None] | None = None):
         self.validator = validator
         self.exists = exists
-        self.text = widgets.Text(value=value, description=label, continuous_update=True, layout=_WIDE,
+        # width auto: the box stretches to the output's width, margins included (width 100% plus the
+        # widget's margins overflowed into a horizontal scrollbar in JupyterLab)
+        self.text = widgets.Text(value=value, description=label, continuous_update=True,
+                                 layout=widgets.Layout(width="auto"),
                                  style=_LABEL_STYLE)
         self.status = widgets.HTML()
         self.error: str | None = None
@@ -239,9 +273,9 @@ class ArnInput(widgets.VBox):
     def value(self, new: str) -> None:
         self.text.value = new
 
-    def __repr__(self) -> str:
-        return f"Run this cell to show the {self.text.description.rstrip(':')} box."
-
+    @property
+    def hint_name(self) -> str:
+        return f"{self.text.description.rstrip(':')} box"
 
     def checked(self) -> str:
         """The value, or an :class:`ArnError` saying in one line what is wrong with it (shape or existence)."""
@@ -305,7 +339,7 @@ def authorizer_exists(wb) -> Callable[[str], str | None]:
 
 # --- notebook 06: allow / deny ------------------------------------------------------------------------
 
-class ActionTokenSender(widgets.VBox):
+class ActionTokenSender(Hinted, widgets.VBox):
     """allow/deny buttons, Send, and what the endpoint answered (status, body, curl line).
 
     :meth:`send` is the click handler; ``.last_result`` is the last
@@ -342,8 +376,7 @@ class ActionTokenSender(widgets.VBox):
                                f"The same request with curl:\n{result.curl}")
         return result
 
-    def __repr__(self) -> str:
-        return "Run this cell to show the allow/deny sender."
+    hint_name = "allow/deny sender"
 
 
 def action_token_sender(send_fn: Callable[[str], Any]) -> ActionTokenSender:
@@ -353,36 +386,65 @@ def action_token_sender(send_fn: Callable[[str], Any]) -> ActionTokenSender:
 
 # --- notebook 07: messages ------------------------------------------------------------------------------
 
-_PAYLOAD_LIMIT = 200
+_PAYLOAD_LIMIT = 200  # characters of a one-line payload
+_JSON_LINES = 30  # lines of a pretty-printed JSON payload
+_COLUMNS = ("time", "topic", "QoS", "retain", "payload")
 
 
 def _payload_text(payload: bytes) -> str:
-    """The payload on one line: UTF-8 text (control characters escaped), or a base64 note."""
+    """The payload as shown: pretty-printed JSON when it parses as an object or array (the AWS
+    console's MQTT test client does the same), else UTF-8 text on one line (control characters
+    escaped), else a base64 note."""
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:
         text = f"(binary, {len(payload)} bytes, base64) {base64.b64encode(payload).decode('ascii')}"
     else:
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, (dict, list)):
+            lines = json.dumps(parsed, indent=2, ensure_ascii=False).splitlines()
+            if len(lines) > _JSON_LINES:
+                lines = lines[:_JSON_LINES] + ["…"]
+            return "\n".join(lines)
         text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
     return text if len(text) <= _PAYLOAD_LIMIT else text[:_PAYLOAD_LIMIT] + "…"
 
 
+def _time_text(received_at: float | None) -> str:
+    """Local time of day with milliseconds (HH:MM:SS.mmm), or '-' for a message never received."""
+    if received_at is None:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(received_at)) + f".{int(received_at % 1 * 1000):03d}"
+
+
 def _rows(messages: Iterable) -> list[tuple[str, str, str, str, str]]:
-    return [(str(i), m.topic, str(m.qos), "yes" if m.retain else "no", _payload_text(m.payload))
-            for i, m in enumerate(messages, 1)]
+    return [(_time_text(getattr(m, "received_at", None)), m.topic, str(m.qos), "yes" if m.retain else "no",
+             _payload_text(m.payload)) for m in messages]
 
 
 def format_messages(messages) -> str:
-    """A plain-text table of messages (topic, QoS, retain, payload), one line each."""
+    """A plain-text table of messages, oldest first: time received, topic, QoS, retain, payload.
+
+    A JSON payload is pretty-printed on the lines below, in the payload column.
+    """
     rows = _rows(messages)
     if not rows:
         return "No messages yet."
-    rows.insert(0, ("#", "TOPIC", "QOS", "RETAIN", "PAYLOAD"))
+    rows.insert(0, tuple(name.upper() for name in _COLUMNS))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + row[4] for row in rows)
+    indent = " " * (sum(widths) + 2 * 4)
+    lines = []
+    for row in rows:
+        first, *rest = row[4].split("\n")
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + first)
+        lines.extend(indent + line for line in rest)
+    return "\n".join(lines)
 
 
-class MessageView(widgets.VBox):
+class MessageView(Hinted, widgets.VBox):
     """A table of the messages on ``watch`` that fills as they arrive.
 
     If ``watch`` has an ``on_message`` attribute (like :class:`helpers.mqtt.MqttWatch`), the view
@@ -394,7 +456,8 @@ class MessageView(widgets.VBox):
 
     def __init__(self, watch, interval: float = 0.5):
         self.watch = watch
-        self.html = widgets.HTML()
+        # compact: newest first in a box that scrolls, so the latest message stays in sight
+        self.html = widgets.HTML(layout=widgets.Layout(max_height="20em", overflow="auto"))
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -426,7 +489,7 @@ class MessageView(widgets.VBox):
         """Redraw the table from ``watch.messages``."""
         with self._lock:
             messages = list(self.watch.messages)
-            self.html.value = _html_table(messages, self.SHOWN)
+            self.html.value = messages_html(messages, self.SHOWN)
 
     @property
     def text(self) -> str:
@@ -445,18 +508,30 @@ class MessageView(widgets.VBox):
         self.stop()
         super().close()
 
-    def __repr__(self) -> str:
-        return "Run this cell to show the live message view."
+    hint_name = "live message view"
 
 
-def _html_table(messages: list, shown: int) -> str:
+_CELL = "text-align: left; vertical-align: top; padding: 3px 12px 3px 0; border: none"
+_HEAD = _CELL + "; border-bottom: 1px solid #bbb; font-weight: 600; white-space: nowrap"
+_PRE = ("margin: 0; padding: 0; background: none; white-space: pre-wrap; overflow-wrap: anywhere; "
+        "font-family: var(--jp-code-font-family, monospace); font-size: var(--jp-code-font-size, 13px)")
+
+
+def messages_html(messages: list, shown: int) -> str:
+    """The message table's HTML (the live view's, the device console's): newest first (as in the AWS console's MQTT test client), the latest ``shown``."""
     if not messages:
-        return "<i>No messages yet: they appear here as they arrive.</i>"
-    rows = _rows(messages)[-shown:]
-    note = f"<p>Showing the last {shown} of {len(messages)} messages.</p>" if len(messages) > shown else ""
-    cells = "".join("<tr>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in row) + "</tr>" for row in rows)
-    head = "".join(f"<th>{name}</th>" for name in ("#", "topic", "QoS", "retain", "payload"))
-    return f"{note}<table><thead><tr>{head}</tr></thead><tbody>{cells}</tbody></table>"
+        return "<i>No messages yet: they appear here, newest first, as they arrive.</i>"
+    rows = _rows(messages)[-shown:][::-1]
+    note = (f"Showing the newest {shown} of {len(messages)} messages." if len(messages) > shown
+            else f"{len(messages)} message{'s' if len(messages) != 1 else ''}, newest first.")
+    head = "".join(f'<th style="{_HEAD}">{name}</th>' for name in _COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f'<td style="{_CELL}; white-space: nowrap">{html.escape(cell)}</td>' for cell in row[:4])
+        + f'<td style="{_CELL}"><pre style="{_PRE}">{html.escape(row[4])}</pre></td></tr>'
+        for row in rows)
+    return (f'<div style="font-size: 90%; color: #555; margin-bottom: 4px">{note}</div>'
+            f'<table style="border-collapse: collapse; margin: 0; table-layout: auto">'
+            f"<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
 def message_view(watch, interval: float = 0.5) -> MessageView:

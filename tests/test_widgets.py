@@ -1,6 +1,8 @@
 """helpers.widgets without a frontend: validators, live ARN checking, the sender, the target chooser, the message view."""
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 
@@ -134,7 +136,8 @@ def test_target_chooser_records_the_sandbox_target(dirs):
     assert chooser.error is None and chooser.workbook.target == "sandbox"
     shown = widgets._output_text(chooser.output)
     assert shown.startswith("✓ Recorded.") and "target:   sandbox" in shown and state.suffix in shown
-    assert repr(chooser) == "Run this cell to show the target chooser (recorded: target sandbox, region eu-west-1)."
+    assert repr(chooser) == "Run this cell to show the target chooser."  # never the recorded (author's) target
+    assert chooser._repr_mimebundle_()["text/plain"] == repr(chooser)
 
 
 def test_target_chooser_shows_a_bad_region_without_raising(dirs):
@@ -162,12 +165,37 @@ MESSAGES = [Message("test/a", b'{"temperature": 40}', 1, False), Message("test/b
 def test_format_messages():
     assert widgets.format_messages([]) == "No messages yet."
     lines = widgets.format_messages(MESSAGES).splitlines()
-    assert lines[0].split() == ["#", "TOPIC", "QOS", "RETAIN", "PAYLOAD"]
-    assert lines[1].split(None, 4) == ["1", "test/a", "1", "no", '{"temperature": 40}']
-    assert lines[2].split(None, 4) == ["2", "test/b", "0", "yes", "(binary, 2 bytes, base64) AP8="]
-    assert lines[3].split(None, 4) == ["3", "test/c", "0", "no", "line1\\nline2 °C"]
+    assert lines[0].split() == ["TIME", "TOPIC", "QOS", "RETAIN", "PAYLOAD"]
+    payload_column = lines[0].index("PAYLOAD")
+    # JSON is pretty-printed, its lines under the payload column
+    assert lines[1].split(None, 4) == ["-", "test/a", "1", "no", "{"]
+    assert lines[2] == " " * payload_column + '  "temperature": 40' and lines[3] == " " * payload_column + "}"
+    assert lines[4].split(None, 4) == ["-", "test/b", "0", "yes", "(binary, 2 bytes, base64) AP8="]
+    assert lines[5].split(None, 4) == ["-", "test/c", "0", "no", "line1\\nline2 °C"]
+    assert len(lines) == 6
     long = widgets.format_messages([Message("t", b"x" * 500)])
     assert long.endswith("x…") and len(long.splitlines()[1]) < 250
+    long_json = widgets.format_messages([Message("t", json.dumps(list(range(100))).encode())]).splitlines()
+    assert len(long_json) == 1 + widgets._JSON_LINES + 1 and long_json[-1].strip() == "…"
+
+
+def test_format_messages_shows_the_time_received():
+    received = time.mktime((2026, 12, 6, 4, 5, 6, 0, 0, -1)) + 0.789  # local time 04:05:06.789
+    line = widgets.format_messages([Message("t", b"42", received_at=received)]).splitlines()[1]
+    assert line.split() == ["04:05:06.789", "t", "0", "no", "42"]  # a JSON number stays on its line
+    assert Message("t", b"x", received_at=1.0) == Message("t", b"x")  # the time is not part of the message
+
+
+def test_message_table_html_is_left_aligned_padded_and_newest_first():
+    table = widgets._html_table(MESSAGES, 50)
+    heads = re.findall(r'<th style="([^"]*)">([^<]*)</th>', table)
+    assert [name for _, name in heads] == ["time", "topic", "QoS", "retain", "payload"]
+    assert all("text-align: left" in style and "padding" in style for style, _ in heads)
+    cells = re.findall(r'<td style="([^"]*)">', table)
+    assert len(cells) == 15 and all("text-align: left" in style and "padding" in style for style in cells)
+    assert table.index("test/c") < table.index("test/b") < table.index("test/a")  # newest first
+    assert "<pre" in table and "&quot;temperature&quot;: 40\n}" in table  # pretty JSON kept as lines
+    assert "3 messages, newest first." in table
 
 
 class HookedWatch:
@@ -196,7 +224,7 @@ def test_message_view_fills_through_the_hook_and_unhooks():
     arrival = threading.Thread(target=watch.arrive, args=(MESSAGES[0],))
     arrival.start()
     arrival.join()
-    assert "test/a" in view.html.value and "{&quot;temperature&quot;: 40}" in view.html.value
+    assert "test/a" in view.html.value and "&quot;temperature&quot;: 40" in view.html.value
     assert earlier == [MESSAGES[0]]
     assert view.text == widgets.format_messages([MESSAGES[0]])
     view.stop()
@@ -224,7 +252,7 @@ def test_message_view_shows_only_the_latest():
     view = widgets.message_view(watch)
     for i in range(view.SHOWN + 5):
         watch.arrive(Message(f"t/{i}", b"x"))
-    assert f"last {view.SHOWN} of {view.SHOWN + 5}" in view.html.value
+    assert f"newest {view.SHOWN} of {view.SHOWN + 5}" in view.html.value
     assert ">t/4<" not in view.html.value and f">t/{view.SHOWN + 4}<" in view.html.value
     view.stop()
 

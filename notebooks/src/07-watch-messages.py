@@ -123,14 +123,6 @@ watch.start(timeout=15)
 print(f"Subscribed to {watch.topic_filter!r} with QoS {watch.qos}; messages so far: {len(watch.messages)}")
 
 # %% [markdown]
-# The view below is live: it shows each message as it arrives, like the console's test client.
-# Keep it in sight while you run the next cells.
-
-# %%
-view = message_view(watch)
-view
-
-# %% [markdown]
 # ### What just happened
 # The watcher opened a TLS connection, upgraded it to a WebSocket with the signed URL, sent an MQTT
 # `CONNECT` (answered by `CONNACK`) and a `SUBSCRIBE` for `test/cust-auth/topic` (answered by
@@ -155,6 +147,15 @@ view
 # %% [markdown]
 # ## 3. Publish, and watch it arrive
 #
+# The view below is live, like the console's test client: each message appears in it as it
+# arrives, newest first, with the time, topic, QoS, retain flag and the payload (JSON
+# pretty-printed). The publish cell is right under it, so you see the message land.
+
+# %%
+view = message_view(watch)
+view
+
+# %% [markdown]
 # Publish over HTTPS exactly as in notebook 06, then wait for the message. `wait_for(n)` returns
 # once at least `n` messages have arrived (or raises `MqttTimeoutError` after the timeout).
 
@@ -183,7 +184,11 @@ print("QoS delivered: ", received.qos)
 #
 # Now publish with `actionToken=deny`. The function answers with a Deny policy, AWS IoT answers
 # `403 Forbidden`, and the message is dropped before it reaches the broker. Waiting for it shows
-# that nothing comes (on purpose, this cell fails with a timeout):
+# that nothing comes (on purpose, this cell fails with a timeout). The same live view again, here
+# in sight: the denied message never shows up in it.
+
+# %%
+view
 
 # %%
 denied_payload = json.dumps({"data_mode": "workbook", "note": "this one is denied"})
