@@ -132,7 +132,7 @@ def test_console_connects_publishes_shows_messages_and_disconnects(settings, aut
         assert console.publish() == "SUCCESS"
         made[-1].wait_for(1)
         dev.wait_until(lambda: "temperature" in console.list.value, 5)
-        assert '{&quot;temperature&quot;: 22}' in console.list.value   # the live list, HTML-escaped
+        assert '{\n  &quot;temperature&quot;: 22\n}' in console.list.value   # the live table: pretty JSON, HTML-escaped
         assert "temperature" in console.text and f"devices/{device_id}/telemetry" in console.text
         console.topic.value = "devices/somebody-else/telemetry"
         assert console.publish() == "NOT_AUTHORIZED"

@@ -187,7 +187,7 @@ def test_format_messages_shows_the_time_received():
 
 
 def test_message_table_html_is_left_aligned_padded_and_newest_first():
-    table = widgets._html_table(MESSAGES, 50)
+    table = widgets.messages_html(MESSAGES, 50)
     heads = re.findall(r'<th style="([^"]*)">([^<]*)</th>', table)
     assert [name for _, name in heads] == ["time", "topic", "QoS", "retain", "payload"]
     assert all("text-align: left" in style and "padding" in style for style, _ in heads)
