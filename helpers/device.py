@@ -198,7 +198,8 @@ class DeviceEvents:
 
     def _publish(self, data) -> None:
         packet = data.publish_packet
-        message = Message(packet.topic, bytes(packet.payload or b""), int(packet.qos), bool(packet.retain))
+        message = Message(packet.topic, bytes(packet.payload or b""), int(packet.qos), bool(packet.retain),
+                          received_at=time.time())
         with self._cond:
             self.messages.append(message)
             self._cond.notify_all()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 import uuid
 
@@ -134,6 +135,7 @@ def test_console_connects_publishes_shows_messages_and_disconnects(settings, aut
         dev.wait_until(lambda: "temperature" in console.list.value, 5)
         assert '{\n  &quot;temperature&quot;: 22\n}' in console.list.value   # the live table: pretty JSON, HTML-escaped
         assert "temperature" in console.text and f"devices/{device_id}/telemetry" in console.text
+        assert re.search(r"\b\d\d:\d\d:\d\d\.\d{3}\b", console.text), console.text  # the time it arrived
         console.topic.value = "devices/somebody-else/telemetry"
         assert console.publish() == "NOT_AUTHORIZED"
     finally:
