@@ -20,6 +20,7 @@ allow-list of metadata is kept (kernelspec, language, cell tags).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -258,20 +259,28 @@ def main(argv: list[str]) -> int:
     names = [Path(n).stem for n in argv[1:]] or all_names()
     if argv[0] == "run":
         started = time.monotonic()
-        try:
+        with own_sandbox_stopped():
             ok = execute(names, out_dir=ROOT / "build" / "executed")
-        finally:  # the run's own sandbox (build/sandbox) is stopped; a learner's is never touched
-            sys.path.insert(0, str(ROOT))
-            from helpers import sandbox
-            sandbox.stop(os.environ["IOT_SANDBOX_HOME"])
         print(f"{'all notebooks' if ok else 'stopped at the first failure'}: {time.monotonic() - started:.1f} s; "
               f"executed copies in build/executed/")
         return 0 if ok else 1
     if argv[0] in ("build", "all"):
         build(names)
     if argv[0] in ("execute", "all"):
-        return 0 if execute(names) else 1
+        with own_sandbox_stopped():  # left running, it outlives a later `rm -rf build` as an orphan
+            return 0 if execute(names) else 1
     return 0
+
+
+@contextlib.contextmanager
+def own_sandbox_stopped():
+    """Whatever happens, stop the run's own sandbox (IOT_SANDBOX_HOME); a learner's is never touched."""
+    try:
+        yield
+    finally:
+        sys.path.insert(0, str(ROOT))
+        from helpers import sandbox
+        sandbox.stop(os.environ.get("IOT_SANDBOX_HOME", str(ROOT / "build" / "sandbox")))
 
 
 if __name__ == "__main__":
