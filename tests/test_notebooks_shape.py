@@ -9,6 +9,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -204,6 +205,11 @@ def _bound_anywhere(tree) -> set[str]:
     return names
 
 
+def parse_cell(source: str) -> ast.Module:
+    """A code cell as Python, its IPython magics (``%config ...``) turned into the calls IPython makes."""
+    return ast.parse(TransformerManager().transform_cell(source))
+
+
 def unrestored_names(nb) -> list[str]:
     """'cell N: name' for each name a code cell reads that no earlier cell of the notebook (nor itself) binds."""
     known = set(dir(builtins)) | IPYTHON_NAMES
@@ -211,7 +217,7 @@ def unrestored_names(nb) -> list[str]:
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
-        tree = ast.parse(cell.source)
+        tree = parse_cell(cell.source)
         read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         problems += [f"cell {index}: {name}" for name in sorted(read - known - _bound_anywhere(tree))]
         statements = tree.body[:-1] if "raises-exception" in cell.get("metadata", {}).get("tags", []) else tree.body
@@ -230,7 +236,7 @@ def test_running_from_the_top_restores_every_name(path):
     if path.stem[:2] != "00":  # 00 opens the workbook in its lesson: choosing the target is what it teaches
         binder = _Bindings()
         for cell in setup:
-            binder.visit(ast.parse(cell.source))
+            binder.visit(parse_cell(cell.source))
         assert "wb" in binder.names, f"{path.name}: the set-up cells must open the workbook (wb = open_workbook())"
 
 

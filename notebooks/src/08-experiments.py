@@ -73,6 +73,7 @@ from helpers.publish import query_auth_url, send
 from helpers.workbook import error_code, open_workbook, retry_while
 
 show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
+%config InlineBackend.figure_formats = ["svg"]  # plots as SVG: sharp at any zoom, and text in the saved notebook
 
 # %% [markdown]
 # Open the workbook, prepare the token and its signature as in notebook 06, and start a watcher on
