@@ -20,6 +20,11 @@
 # | What an AWS account and region are | Helpful | [AWS glossary](https://docs.aws.amazon.com/glossary/latest/reference/glos-chap.html) |
 #
 # Nothing else: no AWS account is needed for the sandbox.
+#
+# **How to run the notebooks.** Run each cell with Shift+Enter and read its output before the next.
+# Some cells fail *on purpose* (their text says so) to show an AWS error as one line. JupyterLab's
+# *Run > Run All Cells* stops at such a cell: click the cell after it and choose *Run > Run Selected
+# Cell and All Below* to go on.
 
 # %%
 import os
