@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Callable
+from typing import Any, Callable
 
 __all__ = ["count_events", "decision_for", "entry_for_client", "format_entry", "invocation_lines", "now_ms",
            "split_invocations"]
@@ -47,6 +47,16 @@ def _events(logs, **query) -> list[dict]:
             return events
 
 
+def _ask_again(read: Callable[[], Any], enough: Callable[[Any], bool], attempts: int, delay: float,
+               sleep: Callable[[float], None]) -> Any:
+    """``read()`` until ``enough(answer)``, at most ``attempts`` times ``delay`` seconds apart; the last answer."""
+    for attempt in range(attempts):
+        answer = read()
+        if enough(answer) or attempt + 1 == attempts:
+            return answer
+        sleep(delay)
+
+
 def decision_for(logs, trace_id: str, *, attempts: int = 15, delay: float = 2.0,
                  sleep: Callable[[float], None] = time.sleep) -> dict | None:
     """The ``AWSIotLogsV2`` entry (parsed JSON) for one request's trace id, or None if none arrived.
@@ -54,14 +64,10 @@ def decision_for(logs, trace_id: str, *, attempts: int = 15, delay: float = 2.0,
     Raises the logs client's ``ResourceNotFoundException`` when the group does not exist (AWS IoT
     logging is off): that is a different answer from "not yet".
     """
-    for attempt in range(attempts):
-        # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
-        events = _events(logs, logGroupName="AWSIotLogsV2", filterPattern=f'"{trace_id}"')
-        if events:
-            return json.loads(events[0]["message"])
-        if attempt + 1 < attempts:
-            sleep(delay)
-    return None
+    # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --filter-pattern '"TRACE_ID"'
+    events = _ask_again(lambda: _events(logs, logGroupName="AWSIotLogsV2", filterPattern=f'"{trace_id}"'),
+                        bool, attempts, delay, sleep)
+    return json.loads(events[0]["message"]) if events else None
 
 
 def split_invocations(lines: list[str]) -> list[list[str]]:
@@ -81,15 +87,12 @@ def split_invocations(lines: list[str]) -> list[list[str]]:
 def invocation_lines(logs, group: str, since_ms: int, containing: str, *, attempts: int = 15,
                      delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> list[str]:
     """The lines of the first invocation since ``since_ms`` with a line containing ``containing`` ([] if none)."""
-    for attempt in range(attempts):
+    def read() -> list[str]:
         # CLI: aws logs filter-log-events --log-group-name /aws/lambda/FUNCTION --start-time SINCE_MS
         lines = [event["message"].rstrip("\n") for event in _events(logs, logGroupName=group, startTime=since_ms)]
-        found = next((inv for inv in split_invocations(lines) if any(containing in line for line in inv)), [])
-        if found:
-            return found
-        if attempt + 1 < attempts:
-            sleep(delay)
-    return []
+        return next((inv for inv in split_invocations(lines) if any(containing in line for line in inv)), [])
+
+    return _ask_again(read, bool, attempts, delay, sleep)
 
 
 def count_events(logs, group: str, pattern: str, since_ms: int, *, at_least: int = 1, attempts: int = 15,
@@ -99,31 +102,23 @@ def count_events(logs, group: str, pattern: str, since_ms: int, *, at_least: int
     Asks again while fewer than ``at_least`` have arrived (AWS delivers late), then answers what
     it found, which may still be fewer: the caller's check decides what that means.
     """
-    count = 0
-    for attempt in range(attempts):
-        # CLI: aws logs filter-log-events --log-group-name GROUP --filter-pattern PATTERN --start-time SINCE_MS
-        count = len(_events(logs, logGroupName=group, filterPattern=pattern, startTime=since_ms))
-        if count >= at_least:
-            return count
-        if attempt + 1 < attempts:
-            sleep(delay)
-    return count
+    # CLI: aws logs filter-log-events --log-group-name GROUP --filter-pattern PATTERN --start-time SINCE_MS
+    return _ask_again(lambda: len(_events(logs, logGroupName=group, filterPattern=pattern, startTime=since_ms)),
+                      lambda count: count >= at_least, attempts, delay, sleep)
 
 
 def entry_for_client(logs, client_id: str, event_type: str, since_ms: int, *, attempts: int = 15,
                      delay: float = 2.0, sleep: Callable[[float], None] = time.sleep) -> dict | None:
     """The newest ``AWSIotLogsV2`` entry (parsed JSON) of ``event_type`` (``Connect``, ``Subscribe``,
     ``Publish-In``...) for ``client_id`` since ``since_ms``, or None if none arrived."""
-    for attempt in range(attempts):
+    def read() -> list[dict]:
         # CLI: aws logs filter-log-events --log-group-name AWSIotLogsV2 --start-time SINCE_MS --filter-pattern '"CLIENT_ID"'
         entries = [json.loads(event["message"]) for event in _events(
             logs, logGroupName="AWSIotLogsV2", startTime=since_ms, filterPattern=f'"{client_id}"')]
-        found = [e for e in entries if e.get("clientId") == client_id and e.get("eventType") == event_type]
-        if found:
-            return found[-1]
-        if attempt + 1 < attempts:
-            sleep(delay)
-    return None
+        return [e for e in entries if e.get("clientId") == client_id and e.get("eventType") == event_type]
+
+    found = _ask_again(read, bool, attempts, delay, sleep)
+    return found[-1] if found else None
 
 
 def format_entry(entry: dict | None) -> str:

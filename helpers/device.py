@@ -92,8 +92,13 @@ def load_function(path: Path = FUNCTION_FILE):
 
 def username(device_id: str, *, authorizer: str, signature: str, token_key_name: str, token: str) -> str:
     """The MQTT user name AWS IoT reads custom-auth credentials from; the signature URL-encoded."""
+    return _user_name(device_id, authorizer, quote(signature, safe=""), token_key_name, token)
+
+
+def _user_name(device_id: str, authorizer: str, encoded_signature: str, token_key_name: str, token: str) -> str:
+    """The user name's layout, with the signature as given (already URL-encoded, or a shell ``$VARIABLE``)."""
     return (f"{device_id}?{AUTHORIZER_PARAM}={quote(authorizer, safe='')}"
-            f"&{SIGNATURE_PARAM}={quote(signature, safe='')}"
+            f"&{SIGNATURE_PARAM}={encoded_signature}"
             f"&{quote(token_key_name, safe='')}={quote(token, safe='')}")
 
 
@@ -108,8 +113,7 @@ def mosquitto_commands(endpoint: str, *, ca_file: str | None, device_id: str, au
     """The ``mosquitto_sub``/``mosquitto_pub`` lines for a terminal. The signature and the password come from
     shell variables (``"$SIGNATURE"``, ``"$DEVICE_PASSWORD"``), so neither is ever printed."""
     host, port = host_and_port(endpoint)
-    user = (f"{device_id}?{AUTHORIZER_PARAM}={quote(authorizer, safe='')}&{SIGNATURE_PARAM}=$SIG"
-            f"&{quote(token_key_name, safe='')}={quote(token, safe='')}")
+    user = _user_name(device_id, authorizer, "$SIG", token_key_name, token)
     cafile = f" --cafile {shlex.quote(ca_file)}" if ca_file else ""  # on AWS: the system's trust store
     common = (f"-h {host} -p {port}{cafile} --tls-alpn mqtt -i {shlex.quote(device_id)} "
               f"-u \"$USER_NAME\" -P \"${password_variable}\"")
@@ -216,7 +220,7 @@ class DeviceEvents:
         except FutureTimeout:
             raise DeviceError(f"No answer to the MQTT CONNECT within {timeout:g} s. Check the endpoint "
                               "(wb.data_endpoint), port 443 and ALPN mqtt; on the sandbox, that it runs "
-                              "(python -m helpers.sandbox status).") from None
+                              "(.venv/bin/python -m helpers.sandbox status).") from None
 
     def wait_for(self, n: int, timeout: float = 10.0) -> list[Message]:
         """The messages once at least ``n`` have arrived; :class:`DeviceError` after ``timeout`` seconds."""
@@ -432,9 +436,6 @@ class DeviceConsole(Hinted, widgets.VBox):
     def close(self) -> None:
         self.disconnect(quiet=True)
         super().close()
-
-    def __repr__(self) -> str:
-        return "Run this cell to show the device console."
 
 
 def device_console(make_device: Callable[[str, str], Device], client_id: str, topic: str) -> DeviceConsole:

@@ -199,11 +199,11 @@ def send(wb: Any, topic: str, payload: bytes | str | dict, *, authorizer: str, t
             "verify=wb.tls_verify (its CA file); on AWS, check AWS_CA_BUNDLE.") from None
     except requests.exceptions.Timeout:
         raise PublishConnectionError(
-            f"{endpoint} did not answer within {TIMEOUT} s. Is the sandbox running (python -m helpers.sandbox "
+            f"{endpoint} did not answer within {TIMEOUT} s. Is the sandbox running (.venv/bin/python -m helpers.sandbox "
             "status)? Is the authorizer's Lambda function hanging (see its log)?") from None
     except requests.exceptions.RequestException as error:
         raise PublishConnectionError(
-            f"Could not reach {endpoint} ({_reason(error)}). Is the sandbox running (python -m helpers.sandbox "
+            f"Could not reach {endpoint} ({_reason(error)}). Is the sandbox running (.venv/bin/python -m helpers.sandbox "
             "status)? Is the endpoint right (wb.data_endpoint, from describe-endpoint "
             "--endpoint-type iot:Data-ATS)?") from None
     parsed = _parse_body(resp)

@@ -127,16 +127,18 @@ class Lab:
                    JUPYTER_CONFIG_DIR=str(work / "jupyter-config"), JUPYTER_RUNTIME_DIR=str(work / "runtime"),
                    JUPYTERLAB_WORKSPACES_DIR=str(work / "workspaces"),
                    JUPYTERLAB_SETTINGS_DIR=str(work / "lab-settings"), WORKBOOK_TARGET="sandbox")
-        # no "get notified about Jupyter news?" toast over the screenshots (the learner's own setting)
-        news = work / "lab-settings" / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
-        news.parent.mkdir(parents=True)
-        news.write_text('{"fetchNews": "false"}')
-        # Every cell in the page: JupyterLab's default windowing ("contentVisibility") renders a long
-        # notebook's far cells only near the viewport, so their prompts read "" and their outputs are
-        # missing from the page text (08's and 09's later cells looked unrun, 09's hint absent).
-        tracker = work / "lab-settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
-        tracker.parent.mkdir(parents=True)
-        tracker.write_text('{"windowingMode": "none"}')
+        settings = {
+            # no "get notified about Jupyter news?" toast over the screenshots (the learner's own setting)
+            "apputils-extension/notification": {"fetchNews": "false"},
+            # Every cell in the page: JupyterLab's default windowing ("contentVisibility") renders a long
+            # notebook's far cells only near the viewport, so their prompts read "" and their outputs are
+            # missing from the page text (08's and 09's later cells looked unrun, 09's hint absent).
+            "notebook-extension/tracker": {"windowingMode": "none"},
+        }
+        for plugin, values in settings.items():
+            path = work / "lab-settings" / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(values))
         for var in ("AWS_ENDPOINT_URL", "AWS_CA_BUNDLE", "AWS_PROFILE", "JUPYTER_CONFIG_PATH"):
             env.pop(var, None)
         # The command line of `make lab` (Makefile), plus what a headless, root, random-port run needs.
