@@ -223,17 +223,28 @@ iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSig
 # %% [markdown]
 # The sandbox answers **`InvalidRequestException`** (HTTP 400): that is the sandbox's choice, since AWS
 # does not document what a tampered test-invoke returns (an error, or an answer that does not
-# authenticate). What matters holds on both: did the function run? Wait a little
-# (longer on AWS, where logs arrive with a delay), then count again:
+# authenticate). What matters holds on both: did the function run?
+#
+# Counting at once could miss a `START` line still on its way (on AWS, log events take seconds to
+# arrive), and waiting "long enough" is a guess. So send a **sentinel**: the genuine signature once
+# more, right after the tampered one. Its test *does* run the function. Once its `START` line is
+# in the log, one from the tampered test, sent earlier, would be there too: on the sandbox for
+# certain; on AWS almost always (CloudWatch Logs does not promise order), so read it as strong
+# evidence rather than proof.
 
 # %%
-time.sleep(3 if wb.target == "sandbox" else 15)
+# CLI: aws iot test-invoke-authorizer --authorizer-name my-new-authorizer-<suffix> \
+#        --token tokenKeyValue --token-signature "$SIGNATURE"
+iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSignature=signature)
+deadline = time.monotonic() + 60
+while start_lines() < starts_before + 1 and time.monotonic() < deadline:
+    time.sleep(1)
 new_starts = start_lines() - starts_before
-print("New START lines since the tampered test:", new_starts)
+print("New START lines since the tampered test:", new_starts, "(the sentinel's own is one)")
 
 # %% [markdown]
 # ### What just happened
-# No new `START` line: the function was **not invoked**. AWS IoT checked the signature against
+# One new `START` line, the sentinel's: the tampered test did **not invoke** the function. AWS IoT checked the signature against
 # `FirstKey`, found it invalid and stopped there. The same happens to a device that sends a bad
 # signature: it is refused without costing you a Lambda invocation. (On AWS, a device gets
 # `Forbidden` rather than this API error.)
@@ -244,8 +255,9 @@ print("New START lines since the tampered test:", new_starts)
 #   signature lost characters or gained line breaks on its way. Sign again and pass it unchanged.
 # - **`ClientError: ... (ResourceNotFoundException) ... log group does not exist`** when counting:
 #   the function has never run (or its logs were deleted). Run section 3 first.
-# - **A new START line appears** on AWS: another client used the function in the meantime, or a
-#   late log event from section 3 arrived; run the two counting cells again.
+# - **Two or more new START lines** on AWS: another client used the function in the meantime, or a
+#   late log event from section 3 arrived; run the counting cell, the tampered test and the
+#   sentinel again.
 
 # %% [markdown]
 # ## Check your work
@@ -264,7 +276,7 @@ assert statement_of(plain)["Effect"] == "Deny" and plain["isAuthenticated"] is T
 assert statement_of(allowed)["Effect"] == "Allow"
 # What AWS answers a tampered test-invoke is not documented: an error (the sandbox: InvalidRequestException)
 # or an answer with isAuthenticated false. Either way the function must not have run.
-assert new_starts == 0
+assert new_starts == 1  # the sentinel's START line, and none from the tampered test
 print("tampered test-invoke answered:", tampered_code or "a result (not an error)")
 assert not verify_signature(pair.public_key_pem, TOKEN, tampered)
 assert wb.state.require("token", notebook="05-test-invoke") == TOKEN

@@ -52,7 +52,6 @@
 
 # %%
 import json
-import time
 
 from helpers.errors import show_briefly
 from helpers.keys import sign_token
@@ -183,9 +182,11 @@ print("QoS delivered: ", received.qos)
 # ## 4. A denied publish delivers nothing
 #
 # Now publish with `actionToken=deny`. The function answers with a Deny policy, AWS IoT answers
-# `403 Forbidden`, and the message is dropped before it reaches the broker. Waiting for it shows
-# that nothing comes (on purpose, this cell fails with a timeout). The same live view again, here
-# in sight: the denied message never shows up in it.
+# `403 Forbidden`, and the message is dropped before it reaches the broker. How do you show that
+# nothing came? Waiting a while and seeing nothing proves little: how long is long enough? Send a
+# **sentinel** instead: an allowed message on the same topic, right after the denied one. When the
+# sentinel arrives, the watcher is connected and caught up, and whatever arrived since the denied
+# publish is on screen. The same live view again, here in sight.
 
 # %%
 view
@@ -196,19 +197,20 @@ count_before_deny = len(watch.messages)
 denied = publish(denied_payload, action_token="deny")
 print("HTTPS publish:", denied.status, denied.body["message"])
 
-# %% tags=["raises-exception"]
-watch.wait_for(count_before_deny + 1, timeout=3)
-
-# %% [markdown]
-# `MqttTimeoutError` is what a missing message looks like: the watcher waited three seconds and the
-# count did not move. The same check without an exception:
-
 # %%
-time.sleep(1)  # a little longer, in case a delivery were merely slow
-print("messages before the denied publish:", count_before_deny)
-print("messages now:                      ", len(watch.messages))
+sentinel_payload = json.dumps({"data_mode": "workbook", "note": "sentinel, sent after the denied one"})
+sentinel = publish(sentinel_payload, action_token="allow")
+print("HTTPS publish of the sentinel:", sentinel.status, sentinel.body["message"])
+since_deny = watch.wait_for(count_before_deny + 1, timeout=10)[count_before_deny:]
+print(format_messages(since_deny))
 
 # %% [markdown]
+# Only the sentinel arrived: the denied message was never delivered. (Had the sentinel not come
+# either, `wait_for` would have raised `MqttTimeoutError` after 10 seconds: then the watcher, not
+# the authorizer, is the problem.) On AWS, where the broker does not promise to deliver messages in
+# the order they were sent, a sentinel is strong evidence rather than proof; here the denied
+# message never reached the broker at all, so nothing can come late.
+
 # ### Troubleshooting
 # If an *allowed* message does not arrive, check, in this order:
 # - the publish really returned `200` (a `403` delivers nothing);
@@ -230,14 +232,13 @@ print("Watching 'test/#' as well")
 
 # %%
 exact_before = len(watch.messages)
-for to_topic in (topic, "test/workbook/other-topic"):
+for to_topic in ("test/workbook/other-topic", topic):  # the exact topic last: it is the exact watcher's sentinel
     result = publish(json.dumps({"to": to_topic}), to_topic=to_topic)
     print(f"published to {to_topic}: {result.status}")
 print("\nOn 'test/#':")
 print(format_messages(everything.wait_for(2, timeout=10)))
-time.sleep(1)  # give a (wrong) extra delivery to the exact watcher time to show up
 print(f"\nOn {topic!r}:")
-print(format_messages(watch.messages[exact_before:]))
+print(format_messages(watch.wait_for(exact_before + 1, timeout=10)[exact_before:]))
 
 # %% [markdown]
 # ### What just happened
@@ -267,7 +268,8 @@ try:
     assert allowed.status == 200 and denied.status == 403
     assert received.topic == topic and received.payload == payload.encode()
     assert all(message.payload != denied_payload.encode() for message in watch.messages + everything.messages)
-    assert len(watch.messages) == count_before_deny + 1  # only the wildcard section's exact-topic message
+    assert [m.payload for m in since_deny] == [sentinel_payload.encode()]
+    assert len(watch.messages) == count_before_deny + 2  # the sentinel and the wildcard section's message
     assert sorted(m.topic for m in everything.messages) == ["test/cust-auth/topic", "test/workbook/other-topic"]
     print("✓ Watch the messages: the allowed message arrived byte for byte; the denied one did not.")
 finally:

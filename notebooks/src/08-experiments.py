@@ -163,8 +163,9 @@ print("tampered verifies:", verify_signature(public_key_pem, token, bad_signatur
 count_before = len(watch.messages)
 tampered = publish(json.dumps({"experiment": "tampered signature"}), with_signature=bad_signature)
 print("tampered:", tampered.status, tampered.body["message"])
-time.sleep(2)  # give a (wrong) delivery time to show up
-print("new messages on the topic:", len(watch.messages) - count_before)
+publish(json.dumps({"experiment": "sentinel 1"}))  # notebook 07's sentinel: allowed, sent right after
+arrived = watch.wait_for(count_before + 1, timeout=10)[count_before:]
+print("arrived since, up to the sentinel:", [m.payload.decode() for m in arrived])
 
 # %% [markdown]
 # ### What just happened
@@ -183,8 +184,9 @@ print("new messages on the topic:", len(watch.messages) - count_before)
 count_before = len(watch.messages)
 denied = publish(json.dumps({"experiment": "deny"}), action_token="deny")
 print("deny:", denied.status, denied.body["message"])
-time.sleep(2)
-print("new messages on the topic:", len(watch.messages) - count_before)
+publish(json.dumps({"experiment": "sentinel 2"}))
+arrived = watch.wait_for(count_before + 1, timeout=10)[count_before:]
+print("arrived since, up to the sentinel:", [m.payload.decode() for m in arrived])
 
 # %% [markdown]
 # ### What just happened
