@@ -28,7 +28,8 @@ ANY_PY := $$(test -x $(PY) && echo $(PY) || echo python3)
 
 help:
 	@echo "make run    run every notebook in order, headless, against the sandbox"
-	@echo "make test   unit tests + nbval over all notebooks in order"
+	@echo "make test   notebooks (nbval, sandbox then aws code path), unit tests and browser check, at once"
+	@echo "make unit   the unit tests alone (pytest, one process)"
 	@echo "make lab    open JupyterLab on the workbook"
 	@echo "make bench  run the benchmarks"
 	@echo "make clean  remove build output (keeps .venv and your .workbook state)"

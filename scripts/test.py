@@ -1,55 +1,242 @@
 #!/usr/bin/env python3
-"""The whole test suite, as `make test` runs it: unit tests, then nbval over every notebook in order.
+"""The whole test suite, as `make test` runs it, in three lanes at once, with the time of each phase.
 
-Notebooks run in reading order (their two-digit prefixes), in one pytest
-session, so each one sees the state the ones before it left. Whatever happens,
-the sandbox the notebooks started is stopped at the end, so the suite leaves no
-process running.
+    .venv/bin/python scripts/test.py [--lanes notebooks,unit,browser] [--workers N]
+
+Lanes (independent: each has its own sandbox home and workbook state under build/):
+
+- **notebooks**, one phase after another, on one sandbox (build/sandbox) and one workbook state:
+  1. nbval over the stages in reading order, on the sandbox target, as a learner runs them;
+  2. nbval over the stages again with the target set to ``aws`` and the standard AWS variables
+     pointing at that same sandbox: the code path of a learner with a real account (nothing may
+     start or touch ``helpers.sandbox``), and at the same time the re-run check: every stage meets
+     what the first pass created and must reuse it and print the same (only the target's name is
+     masked, ``notebooks/sanitize-aws-path.cfg``);
+  3. the clean-up notebook, then the clean-up notebook again (safe to run twice in a row).
+- **unit**: pytest over tests/, helpers/ and functions/ (doctests included), spread over N worker
+  processes by pytest-xdist; the browser check is left to its own lane.
+- **browser**: tests/test_browser.py, JupyterLab in a headless Chromium (skips, saying why, without
+  Chromium).
+
+Each lane writes its output to build/test-logs/<lane>.log; a failed lane's log is printed in full
+at the end, a passed lane's last line. Whatever happens, every sandbox the lanes started is
+stopped and every lane's process group ended, so the suite leaves no process running.
 """
 from __future__ import annotations
 
+import argparse
 import os
+import signal
 import subprocess
 import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+BUILD = ROOT / "build"
+LOGS = BUILD / "test-logs"
+NBVAL = ["-m", "pytest", "--nbval", "--nbval-current-env", "-o", "addopts=-p no:cacheprovider",
+         "-o", "testpaths="]
+LANES = ("notebooks", "unit", "browser")
 
-def main() -> int:
-    os.chdir(ROOT)
+
+@dataclass
+class Phase:
+    lane: str
+    label: str
+    seconds: float = 0.0
+    ok: bool | None = None  # None: not run (an earlier phase of its lane failed)
+
+
+@dataclass
+class Lane:
+    name: str
+    log: Path
+    phases: list[Phase] = field(default_factory=list)
+    procs: list[subprocess.Popen] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.ok for p in self.phases)
+
+    def run(self, label: str, cmd: list[str], env: dict[str, str]) -> bool:
+        """One phase: cmd with its output appended to the lane's log, in a process group of its own."""
+        phase = Phase(self.name, label)
+        self.phases.append(phase)
+        started = time.monotonic()
+        with self.log.open("a") as out:
+            out.write(f"== {label}\n$ {' '.join(cmd)}\n")
+            out.flush()
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    stdin=subprocess.DEVNULL, start_new_session=True)
+            self.procs.append(proc)
+            rc = proc.wait()
+        phase.seconds, phase.ok = time.monotonic() - started, rc == 0
+        print(f"   {self.name}: {label}: {'passed' if phase.ok else 'FAILED'} in {phase.seconds:.0f} s", flush=True)
+        return phase.ok
+
+    def check(self, label: str, problem: str | None) -> bool:
+        """A check the lane makes itself (no process): recorded as a phase, its problem in the log."""
+        phase = Phase(self.name, label, ok=problem is None)
+        self.phases.append(phase)
+        if problem:
+            with self.log.open("a") as out:
+                out.write(f"== {label}\nFAILED: {problem}\n")
+            print(f"   {self.name}: {label}: FAILED: {problem}", flush=True)
+        return phase.ok
+
+    def skipped(self, label: str) -> None:
+        self.phases.append(Phase(self.name, label, ok=None))
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+
+
+def base_env(home: Path, state: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.setdefault("IOT_SANDBOX_HOME", str(ROOT / "build" / "sandbox"))
-    env.setdefault("WORKBOOK_STATE_DIR", str(ROOT / "build" / "workbook-state"))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    os.environ.update(env)
+    env.update(IOT_SANDBOX_HOME=str(home), WORKBOOK_STATE_DIR=str(state))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    return env
+
+
+def notebook_paths() -> tuple[list[str], list[str]]:
+    """(the stages in reading order, the clean-up notebook): paths relative to the repository."""
+    notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    cleanup = [nb for nb in notebooks[-1:] if "cleanup" in nb]
+    return [nb for nb in notebooks if nb not in cleanup], cleanup
+
+
+def aws_path_sanitizer() -> Path:
+    """sanitize.cfg followed by the aws-path rules, as the one file nbval takes."""
+    text = "".join((ROOT / "notebooks" / name).read_text() + "\n"
+                   for name in ("sanitize.cfg", "sanitize-aws-path.cfg"))
+    fd, path = tempfile.mkstemp(prefix="sanitize-", suffix=".cfg", dir=BUILD)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return Path(path)
+
+
+def notebooks_lane(lane: Lane) -> None:
     from helpers import sandbox
 
-    failed = False
+    home, state = BUILD / "sandbox", BUILD / "workbook-state"
+    unused = BUILD / "aws-path-no-sandbox"
+    env = base_env(home, state)
+    stages, cleanup = notebook_paths()
+    sanitize = ["--nbval-sanitize-with", "notebooks/sanitize.cfg"]
+    steps = ["sandbox target, in order", "aws code path, same state again (re-run)", "nothing touched the sandbox",
+             "clean-up", "clean-up again"]
     try:
-        print("== unit tests", flush=True)
-        failed |= subprocess.call([sys.executable, "-m", "pytest"], env=env) != 0
-        notebooks = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
-        if notebooks:
-            cleanup = [nb for nb in notebooks[-1:] if "cleanup" in nb]
-            stages = [nb for nb in notebooks if nb not in cleanup]
-            # In order, as a learner runs them; then every stage again (re-running must reuse what exists and
-            # print the same); then the clean-up notebook twice (safe to run twice in a row).
-            passes = [("nbval, in order", stages), ("nbval, every stage again", stages),
-                      ("nbval, clean-up", cleanup), ("nbval, clean-up again", cleanup)]
-            passes = [(label, paths) for label, paths in passes if paths]
-            for label, paths in passes:
-                print(f"== {label}: {len(paths)} notebook(s)", flush=True)
-                cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
-                       "--sanitize-with", "notebooks/sanitize.cfg", "-o", "addopts=-p no:cacheprovider",
-                       "-o", "testpaths=", *paths]
-                if subprocess.call(cmd, env=env) != 0:
-                    failed = True
-                    break
+        if not stages:
+            return
+        if not lane.run(steps[0], [sys.executable, *NBVAL, *sanitize, *stages], env):
+            return
+        # The aws code path: boto3's own configuration from the standard variables, which point at
+        # the sandbox the first pass used; a sandbox home that must never come to exist.
+        subprocess.run(["rm", "-rf", str(unused)], check=True)
+        aws_env = dict(env, **sandbox.status(home).env(), WORKBOOK_TARGET="aws",
+                       WORKBOOK_ALLOW_SANDBOX_AS_AWS="1", IOT_SANDBOX_HOME=str(unused))
+        masked = aws_path_sanitizer()
+        try:
+            passed = lane.run(steps[1], [sys.executable, *NBVAL, "--nbval-sanitize-with", str(masked), *stages],
+                              aws_env)
+        finally:
+            masked.unlink()
+        passed &= lane.check(steps[2], f"{unused} was created: the aws target started or used a sandbox"
+                             if unused.exists() else None)
+        if not passed:
+            return
+        for label in steps[3:]:
+            if not cleanup or not lane.run(label, [sys.executable, *NBVAL, *sanitize, *cleanup], env):
+                return
     finally:
-        sandbox.stop(env["IOT_SANDBOX_HOME"])
-    print("== FAILED" if failed else "== all passed", flush=True)
+        for label in steps[len(lane.phases):]:
+            lane.skipped(label)
+        sandbox.stop(home)
+
+
+def unit_lane(lane: Lane, workers: int, notebooks_lane_too: bool) -> None:
+    # Its own sandbox home and state: the notebooks lane owns build/sandbox and build/workbook-state.
+    env = base_env(BUILD / "unit" / "sandbox", BUILD / "unit" / "workbook-state")
+    if notebooks_lane_too:  # tests/test_workbook_aws_path.py's whole-workbook run: the notebooks lane does it
+        env["WORKBOOK_AWS_PATH_IN_NOTEBOOKS_LANE"] = "1"
+    # loadfile: a module's tests stay together on one worker, so its sandbox fixture starts once
+    spread = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
+    lane.run(f"pytest, {workers} worker(s)" if workers > 1 else "pytest",
+             [sys.executable, "-m", "pytest", "-q", *spread, "--ignore=tests/test_browser.py"], env)
+
+
+def browser_lane(lane: Lane) -> None:
+    env = base_env(BUILD / "browser" / "sandbox", BUILD / "browser" / "workbook-state")
+    lane.run("JupyterLab in Chromium", [sys.executable, "-m", "pytest", "-q", "-rs", "tests/test_browser.py"], env)
+
+
+def last_line(log: Path) -> str:
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lanes", default=",".join(LANES), help="which lanes to run (default: all)")
+    parser.add_argument("--workers", type=int, default=int(os.environ.get("TEST_WORKERS", "4")),
+                        help="pytest-xdist workers for the unit lane (default 4, or $TEST_WORKERS; 1: no xdist)")
+    args = parser.parse_args(argv)
+    chosen = [name for name in args.lanes.split(",") if name]
+    unknown = sorted(set(chosen) - set(LANES))
+    if unknown:
+        parser.error(f"unknown lane(s) {', '.join(unknown)}: choose from {', '.join(LANES)}")
+    os.chdir(ROOT)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    lanes = {name: Lane(name, LOGS / f"{name}.log") for name in chosen}
+    for lane in lanes.values():
+        lane.log.write_text("")
+    work = {"notebooks": notebooks_lane, "browser": browser_lane,
+            "unit": lambda lane: unit_lane(lane, args.workers, "notebooks" in lanes)}
+    print(f"== {len(lanes)} lane(s) at once: {', '.join(lanes)}; output in {LOGS.relative_to(ROOT)}/", flush=True)
+    started = time.monotonic()
+    threads = [threading.Thread(target=work[name], args=(lane,), name=name, daemon=True)
+               for name, lane in lanes.items()]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.5)
+    except KeyboardInterrupt:
+        print("== interrupted: stopping every lane", flush=True)
+        for lane in lanes.values():
+            lane.stop()
+        for thread in threads:
+            thread.join(60)
+        return 130
+    finally:
+        for lane in lanes.values():
+            lane.stop()
+    total = time.monotonic() - started
+
+    for lane in lanes.values():
+        if not lane.ok:
+            print(f"\n== {lane.name}: its log ({lane.log.relative_to(ROOT)})", flush=True)
+            print(lane.log.read_text(errors="replace"), flush=True)
+    print("\n== time per phase (lanes ran at once)")
+    for lane in lanes.values():
+        for phase in lane.phases:
+            status = {True: "passed", False: "FAILED", None: "not run"}[phase.ok]
+            print(f"   {lane.name:<9} {phase.label:<45} {phase.seconds:6.1f} s  {status}")
+        print(f"   {lane.name:<9} {'(last line of its log)':<45} {last_line(lane.log)[:90]}")
+    failed = [name for name, lane in lanes.items() if not lane.ok]
+    print(f"== {'FAILED: ' + ', '.join(failed) if failed else 'all passed'} in {total:.0f} s", flush=True)
     return 1 if failed else 0
 
 

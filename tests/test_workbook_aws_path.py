@@ -6,6 +6,7 @@ AWS path is the same code, and that it works end to end.
 """
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -19,7 +20,13 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import nb as nbtool  # noqa: E402
 
 
+#: Set by scripts/test.py (`make test`), whose notebooks lane runs every stage on this code path itself, over the
+#: sandbox and state its first pass left (the re-run check); `make unit` and plain pytest run it here.
+IN_NOTEBOOKS_LANE = os.environ.get("WORKBOOK_AWS_PATH_IN_NOTEBOOKS_LANE") == "1"
+
+
 @pytest.mark.skipif(not nbtool.all_names(), reason="no notebooks yet")
+@pytest.mark.skipif(IN_NOTEBOOKS_LANE, reason="make test runs the aws code path in its notebooks lane")
 def test_workbook_runs_on_the_aws_code_path(tmp_path, monkeypatch):
     home = tmp_path / "sandbox"
     settings = sandbox.ensure_running(home)
