@@ -33,8 +33,8 @@ from . import home as homes
 from .apiapp import ApiApp
 from .dataplane import DataApp
 from .devices import DeviceHooks, serve_function
+from .logstore import LogSink
 from .mqtt.broker import Broker
-from .services.logs import LogSink
 from .store import Store
 
 log = logging.getLogger("helpers.sandbox")
