@@ -34,7 +34,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any, Callable
+from typing import Any
 
 from helpers.sandbox import core, logstore
 from helpers.sandbox.core import AwsError
@@ -64,17 +64,28 @@ Key = tuple[int, int]  # (timestamp, arrival id): the order of events
 ORIGIN: Key = (0, 0)
 
 
-def handle(req: core.Request, ctx: core.Context) -> core.Response:
+def _operation(req: core.Request) -> str:
     target = req.headers.get("x-amz-target", "")
-    operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
-    fn = OPERATIONS.get(operation)
-    if fn is None:
-        raise AwsError("UnknownOperationException",
-                       f"The sandbox's CloudWatch Logs does not serve the operation '{target or '(no X-Amz-Target)'}'. "
-                       f"It serves: {', '.join(sorted(OPERATIONS))}.", 400)
+    return target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+
+
+def _unknown(req: core.Request, operation: str) -> AwsError:
+    target = req.headers.get("x-amz-target", "")
+    return AwsError("UnknownOperationException",
+                    f"The sandbox's CloudWatch Logs does not serve the operation '{target or '(no X-Amz-Target)'}'. "
+                    f"It serves: {', '.join(sorted(router.operations))}.", 400)
+
+
+router = core.ActionRouter(_operation, _unknown)
+
+
+def handle(req: core.Request, ctx: core.Context) -> core.Response:
     if getattr(ctx, "logs", None) is not None:
         ctx.logs.flush()  # what was logged before this request is visible to it
-    result = fn(req.json(), ctx)
+    return router.dispatch(req, ctx)
+
+
+def _answer(req: core.Request, result: dict) -> core.Response:
     return core.Response.json(result, headers={"x-amzn-RequestId": req.request_id},
                               content_type="application/x-amz-json-1.1")
 
@@ -208,7 +219,9 @@ def _event_bytes(row) -> int:
     return len(row["message"].encode()) + EVENT_OVERHEAD
 
 
-def filter_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("FilterLogEvents")
+def filter_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     names, prefix = doc.get("logStreamNames"), doc.get("logStreamNamePrefix")
     if names is not None and prefix is not None:
@@ -265,10 +278,12 @@ def filter_log_events(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"events": events, "searchedLogStreams": []}  # no longer supported: always empty
     if more:
         result["nextToken"] = _page_token({"k": "FilterLogEvents", "after": events[-1]["eventId"]})
-    return result
+    return _answer(req, result)
 
 
-def get_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("GetLogEvents")
+def get_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     stream = _stream_name(doc.get("logStreamName"))
     if ctx.store.one("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)) is None:
@@ -318,9 +333,9 @@ def get_log_events(doc: dict, ctx: core.Context) -> dict:
             fwd, bwd = f"f/{_key_digits(max(back, ORIGIN))}/s", str(token)
     else:
         fwd, bwd = f"f/{_key_digits(ORIGIN)}/s", f"b/{_key_digits(ORIGIN)}/s"
-    return {"events": [{"timestamp": r["timestamp"], "message": r["message"], "ingestionTime": r["ingestion_time"]}
-                       for r in rows],
-            "nextForwardToken": fwd, "nextBackwardToken": bwd}
+    return _answer(req, {"events": [{"timestamp": r["timestamp"], "message": r["message"],
+                                     "ingestionTime": r["ingestion_time"]} for r in rows],
+                         "nextForwardToken": fwd, "nextBackwardToken": bwd})
 
 
 # --- Describing ----------------------------------------------------------------------------------------
@@ -334,7 +349,9 @@ def _offset(doc: dict, kind: str) -> int:
     return offset
 
 
-def describe_log_groups(doc: dict, ctx: core.Context) -> dict:
+@router.route("DescribeLogGroups")
+def describe_log_groups(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     prefix, pattern = doc.get("logGroupNamePrefix"), doc.get("logGroupNamePattern")
     if prefix is not None and pattern is not None:
         raise _invalid("logGroupNamePrefix and logGroupNamePattern are mutually exclusive: pass only one of them.")
@@ -366,10 +383,12 @@ def describe_log_groups(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"logGroups": groups}
     if len(rows) > limit:
         result["nextToken"] = _page_token({"k": "DescribeLogGroups", "o": offset + limit})
-    return result
+    return _answer(req, result)
 
 
-def describe_log_streams(doc: dict, ctx: core.Context) -> dict:
+@router.route("DescribeLogStreams")
+def describe_log_streams(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     order_by = doc.get("orderBy", "LogStreamName")
     if order_by not in ("LogStreamName", "LastEventTime"):
@@ -400,21 +419,25 @@ def describe_log_streams(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"logStreams": streams}
     if len(rows) > limit:
         result["nextToken"] = _page_token({"k": "DescribeLogStreams", "o": offset + limit})
-    return result
+    return _answer(req, result)
 
 
 # --- Creating, writing, deleting -----------------------------------------------------------------------
 
-def create_log_group(doc: dict, ctx: core.Context) -> dict:
+@router.route("CreateLogGroup")
+def create_log_group(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     name = _group_name(doc.get("logGroupName"))
     with ctx.store.tx() as db:
         if db.execute("SELECT 1 FROM log_groups WHERE name = ?", (name,)).fetchone():
             raise AwsError("ResourceAlreadyExistsException", "The specified log group already exists", 400)
         ensure_group(db, name, now_ms())
-    return {}
+    return _answer(req, {})
 
 
-def create_log_stream(doc: dict, ctx: core.Context) -> dict:
+@router.route("CreateLogStream")
+def create_log_stream(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     with ctx.store.tx() as db:
         if not db.execute("SELECT 1 FROM log_groups WHERE name = ?", (group,)).fetchone():
@@ -422,10 +445,12 @@ def create_log_stream(doc: dict, ctx: core.Context) -> dict:
         if db.execute("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)).fetchone():
             raise AwsError("ResourceAlreadyExistsException", "The specified log stream already exists", 400)
         ensure_stream(db, group, stream, now_ms())
-    return {}
+    return _answer(req, {})
 
 
-def put_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("PutLogEvents")
+def put_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     raw = doc.get("logEvents")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_EVENTS:
@@ -464,35 +489,26 @@ def put_log_events(doc: dict, ctx: core.Context) -> dict:
         rejected["tooNewLogEventStartIndex"] = new_start
     if rejected:
         result["rejectedLogEventsInfo"] = rejected
-    return result
+    return _answer(req, result)
 
 
-def delete_log_group(doc: dict, ctx: core.Context) -> dict:
+@router.route("DeleteLogGroup")
+def delete_log_group(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     name = _group_name(doc.get("logGroupName"))
     with ctx.store.tx() as db:
         if db.execute("DELETE FROM log_groups WHERE name = ?", (name,)).rowcount == 0:
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
-    return {}
+    return _answer(req, {})
 
 
-def delete_log_stream(doc: dict, ctx: core.Context) -> dict:
+@router.route("DeleteLogStream")
+def delete_log_stream(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     with ctx.store.tx() as db:
         if not db.execute("SELECT 1 FROM log_groups WHERE name = ?", (group,)).fetchone():
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
         if db.execute("DELETE FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)).rowcount == 0:
             raise AwsError("ResourceNotFoundException", STREAM_NOT_FOUND, 400)
-    return {}
-
-
-OPERATIONS: dict[str, Callable[[dict, core.Context], dict]] = {
-    "FilterLogEvents": filter_log_events,
-    "GetLogEvents": get_log_events,
-    "DescribeLogGroups": describe_log_groups,
-    "DescribeLogStreams": describe_log_streams,
-    "CreateLogGroup": create_log_group,
-    "CreateLogStream": create_log_stream,
-    "PutLogEvents": put_log_events,
-    "DeleteLogGroup": delete_log_group,
-    "DeleteLogStream": delete_log_stream,
-}
+    return _answer(req, {})
