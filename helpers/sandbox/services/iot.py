@@ -305,7 +305,8 @@ def create_authorizer(req: core.Request, ctx: core.Context, authorizerName: str)
     if token_key_name is not None:
         _check_token_key_name(token_key_name)
     keys = _check_public_keys(body.get("tokenSigningPublicKeys", {}))
-    status = _check_status(body.get("status", "ACTIVE"))  # default NOT FOUND in AWS docs; ACTIVE like Terraform
+    # AWS's docs give no default status: the sandbox's choice is ACTIVE, as Terraform's
+    status = _check_status(body.get("status", "ACTIVE"))
     signing_disabled = _check_bool(body, "signingDisabled", False)
     caching = _check_bool(body, "enableCachingForHttp", False)
     tags = _check_tags(body.get("tags"))
