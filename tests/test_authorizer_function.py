@@ -1,7 +1,7 @@
 """The authorizer Lambda function, called directly with the event shapes AWS documents.
 
-Event shapes follow /work/shared/reference/aws-custom-auth.md §1 (AWS IoT developer
-guide, "Defining your Lambda function"); response rules follow §2.
+Event shapes and response rules follow the AWS IoT developer guide's "Defining your Lambda
+function": https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth-lambda.html
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from helpers.cloudwatch import count_events, decision_for, entry_for_client, invocation_lines
 from helpers.experiments import keep_alive_run
 from helpers.rerun import differences, policy_statement, reuse_if_exists, source_arn_of
-from helpers.sandbox import core
+from helpers.sandbox import core, logstore
 from helpers.sandbox.runtime import LambdaRuntime
 from helpers.sandbox.services import awslambda, iam, logs
 from helpers.sandbox.store import Store
@@ -29,7 +29,7 @@ def ctx(tmp_path):
     runtime = LambdaRuntime(tmp_path / "rt")
     store = Store(tmp_path / "s.db", [iam.SCHEMA, awslambda.SCHEMA, logs.SCHEMA])
     ctx = core.Context(store=store, runtime=runtime)
-    ctx.logs = logs.LogSink(store)
+    ctx.logs = logstore.LogSink(store)
     yield ctx
     runtime.shutdown()
     store.close()

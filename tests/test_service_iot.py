@@ -1,7 +1,8 @@
 """The sandbox's AWS IoT control plane, through real boto3 clients (tests/harness.py) and the AWS CLI v1.
 
-Authorizer rules follow /work/shared/reference/aws-custom-auth.md §4 and §6 and
-botocore's iot model; TestInvokeAuthorizer runs real Lambda handlers
+Authorizer rules follow https://docs.aws.amazon.com/iot/latest/developerguide/config-custom-auth.html (keys and
+signing), the API reference (https://docs.aws.amazon.com/iot/latest/apireference/API_CreateAuthorizer.html and its
+siblings) and botocore's iot model; TestInvokeAuthorizer runs real Lambda handlers
 (tests/fixtures/iot_handlers/handlers.py) in the sandbox's Lambda runtime.
 """
 from __future__ import annotations

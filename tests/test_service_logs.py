@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers.sandbox import core, logview
+from helpers.sandbox import core, logstore, logview
 from helpers.sandbox.services import logs
 from helpers.sandbox.store import Store
 from tests import harness
@@ -20,7 +20,7 @@ T0 = int(time.time() * 1000) - 60_000
 
 def make_ctx(path):
     ctx = core.Context(store=Store(path, [logs.SCHEMA]))
-    ctx.logs = logs.LogSink(ctx.store)
+    ctx.logs = logstore.LogSink(ctx.store)
     return ctx
 
 

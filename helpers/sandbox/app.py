@@ -33,8 +33,8 @@ from . import home as homes
 from .apiapp import ApiApp
 from .dataplane import DataApp
 from .devices import DeviceHooks, serve_function
+from .logstore import LogSink
 from .mqtt.broker import Broker
-from .services.logs import LogSink
 from .store import Store
 
 log = logging.getLogger("helpers.sandbox")
@@ -160,7 +160,7 @@ class Sandbox:
                 raise SandboxError(str(exc)) from None
             certs = tls.ensure_certificates(self.home)
             modules = service_modules()
-            self.store = open_store(self.home / DB_FILE, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
+            self.store = open_store(self.home / DB_FILE, [m.SCHEMA for m in modules if m.SCHEMA])
             port = self.requested_port
             if port is None:  # reuse the last port when free, so exported settings stay valid
                 last = int(self.store.get_setting("api_port", "0"))
@@ -178,7 +178,7 @@ class Sandbox:
             self._log_store = Store(self.home / DB_FILE)  # its own connection: log writes never hold up API reads
             ctx.logs = LogSink(self._log_store)
             ctx.iam_store = self.store
-            ctx.regions = RegionContexts(self.home, ctx, [m.SCHEMA for m in modules if getattr(m, "SCHEMA", "")])
+            ctx.regions = RegionContexts(self.home, ctx, [m.SCHEMA for m in modules if m.SCHEMA])
             self.ctx = ctx
             api_sock = _bind(("127.0.0.1", port), "API endpoint")
             data_sock = _bind(("127.0.0.1", self.data_port), "data endpoint")

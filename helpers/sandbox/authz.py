@@ -3,7 +3,8 @@
 Shared by the control plane (``TestInvokeAuthorizer``) and the HTTPS/MQTT device
 gateway (data plane). Pure functions only: no I/O, no server, no clock.
 
-The steps of one custom-auth request, in AWS's order (reference doc §1-§4, §8):
+The steps of one custom-auth request, in AWS's order
+(https://docs.aws.amazon.com/iot/latest/developerguide/custom-authorizer.html):
 
 1. :func:`validate_public_key` - what ``CreateAuthorizer`` accepts as a
    token-signing key (PEM RSA public key of at least 2048 bits).
@@ -13,6 +14,11 @@ The steps of one custom-auth request, in AWS's order (reference doc §1-§4, §8
 4. :func:`parse_authorizer_response` - validates what the Lambda returned.
 5. :func:`evaluate` - IAM-style evaluation of the returned policies for one
    action (``iot:Connect``, ``iot:Publish``, ...) on one resource ARN.
+
+Where AWS says each: keys in https://docs.aws.amazon.com/iot/latest/developerguide/config-custom-auth.html,
+signatures in https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth.html, the event and the
+response in https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth-lambda.html, policy evaluation
+in https://docs.aws.amazon.com/iot/latest/developerguide/iot-policies.html.
 
 Usage:
 
@@ -199,7 +205,8 @@ def _verify(token: str, signature_b64: str, public_keys: tuple[tuple[str, str], 
 def build_event(*, token: str | None, signature_verified: bool, http: dict | None = None,
                 mqtt: dict | None = None, tls_server_name: str | None = None,
                 connection_id: str | None = None) -> dict:
-    """The event the authorizer Lambda receives (reference doc §1.1).
+    """The event the authorizer Lambda receives, as
+    https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth-lambda.html documents it.
 
     Fields that aren't relevant are omitted ("Any fields that aren't relevant to the
     connection request aren't included"): ``token`` when None; ``protocolData`` entirely
@@ -267,18 +274,20 @@ class AuthorizerResult:
 
 
 def parse_authorizer_response(payload: bytes | str | dict) -> AuthorizerResult:
-    """Validate a Lambda authorizer response (reference doc §2); raise InvalidAuthorizerResponse.
+    """Validate a Lambda authorizer response; raise InvalidAuthorizerResponse.
 
-    Accepted forms (reference §2, "JSON serialized or non-serialized object"): a dict; JSON
-    text of an object; JSON text of a *string* that itself holds the object (a Lambda that
-    returned ``json.dumps(response)``). Policy documents may be objects or JSON strings.
-    Unknown extra keys (e.g. the legacy ``context``) are ignored.
+    Accepted forms (https://docs.aws.amazon.com/iot/latest/developerguide/custom-auth-lambda.html:
+    "JSON serialized or non-serialized object"): a dict; JSON text of an object; JSON text
+    of a *string* that itself holds the object (a Lambda that returned
+    ``json.dumps(response)``). Policy documents may be objects or JSON strings. Unknown
+    extra keys (e.g. the legacy ``context``) are ignored.
 
     Choice (size limit, AWS: "Each policy document can contain a maximum of 2,048
-    characters", whitespace NOT FOUND): the limit applies to the compact re-serialization
-    (no whitespace between JSON tokens; whitespace inside strings counts), like the named
-    IoT policy limit "2048 characters (excluding white space)". So pretty-printing a
-    document never changes whether it fits, and object and string forms count the same.
+    characters", and does not say whether whitespace counts): the limit applies to the
+    compact re-serialization (no whitespace between JSON tokens; whitespace inside strings
+    counts), like the named IoT policy limit "2048 characters (excluding white space)". So
+    pretty-printing a document never changes whether it fits, and object and string forms
+    count the same.
     """
     obj = _load_response(payload)
     if "errorMessage" in obj and ("errorType" in obj or "isAuthenticated" not in obj):
@@ -622,10 +631,11 @@ def evaluate(policies: list[dict], action: str, resource: str,
              variables: dict[str, str] | None = None) -> Decision:
     """IAM-style evaluation of ``action`` on ``resource`` against every statement of ``policies``.
 
-    Default deny; any matching Allow allows; any matching Deny wins over Allows (reference
-    §8). Actions match case-insensitively, resources case-sensitively; ``*``/``?`` are
-    wildcards, MQTT ``+``/``#`` are literal. Policy variables in Resource/NotResource and
-    Condition values are taken from ``variables`` (e.g. ``{"iot:ClientId": "dev1"}``).
+    Default deny; any matching Allow allows; any matching Deny wins over Allows
+    (https://docs.aws.amazon.com/iot/latest/developerguide/iot-policies.html). Actions match
+    case-insensitively, resources case-sensitively; ``*``/``?`` are wildcards, MQTT
+    ``+``/``#`` are literal. Policy variables in Resource/NotResource and Condition values
+    are taken from ``variables`` (e.g. ``{"iot:ClientId": "dev1"}``).
 
     Choices: a resource entry whose variable cannot be resolved matches nothing (IAM: the
     element does not match); a statement whose NotResource has an unresolvable variable,

@@ -9,7 +9,11 @@ shape:
 - :class:`AwsError` is raised anywhere to answer with AWS's error for the
   service's wire protocol (the server serializes it; see ``error_response``);
 - :class:`Router` maps ``METHOD /path/{param}`` templates (as written in the
-  botocore models' ``requestUri``) to handler functions.
+  botocore models' ``requestUri``) to handler functions, for rest-json services;
+  :class:`ActionRouter` maps operation names to handler functions, for the json and
+  query protocols, which name the operation in the request (``X-Amz-Target``,
+  ``Action=``) rather than in its path;
+- :class:`ServiceModule` is the contract every service module meets.
 
 Usage:
 
@@ -30,7 +34,7 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote
 
 # --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
@@ -177,6 +181,9 @@ def xml_escape(text: str) -> str:
             .replace('"', "&quot;"))
 
 
+#: A service's handler for one operation: ``handler(req, ctx, **path_params) -> Response``. Path parameters
+#: (rest-json only) arrive percent-decoded, as keyword arguments named as in the URI template; handlers of
+#: json and query operations take just ``(req, ctx)`` and read their input with ``req.json()`` / ``req.form()``.
 Handler = Callable[..., Response]
 
 
@@ -218,6 +225,65 @@ class Router:
             raise AwsError("MethodNotAllowedException", f"The method {req.method} is not allowed on {req.path}", 405)
         raise AwsError("UnknownOperationException", f"No {req.service} operation is served at {req.method} {req.path}", 404)
 
+    @property
+    def routes(self) -> list[tuple[str, Handler, tuple[str, ...]]]:
+        """``(METHOD pattern, handler, path parameter names)`` for every route, in the order registered."""
+        return [(f"{method} {pattern.pattern}", fn, tuple(pattern.groupindex)) for method, pattern, fn in self._routes]
+
+
+def query_action(req: Request) -> str:
+    """The operation a query-protocol request names: its form's ``Action`` ("" when it names none)."""
+    return req.form().get("Action", "")
+
+
+class ActionRouter:
+    """Maps operation names to handlers, for protocols that name the operation in the request, not its path.
+
+    ``operation_of(req)`` reads the name (json: ``X-Amz-Target: Prefix.Operation``; query: the form's
+    ``Action``); ``unknown(req, name)`` is the AwsError for a name no handler serves (each service words
+    it as AWS does). Handlers are registered with the same decorator shape as :class:`Router`'s, and
+    called as ``handler(req, ctx)``.
+
+    >>> router = ActionRouter(lambda req: req.form().get("Action", ""),
+    ...                       lambda req, name: AwsError("InvalidAction", f"no {name}", 400))
+    >>> @router.route("GetCallerIdentity")
+    ... def who(req, ctx):
+    ...     return Response.xml("<me/>")
+    >>> router.dispatch(Request("POST", "/", "", {}, b"Action=GetCallerIdentity", service="sts"), ctx=None).body
+    b'<me/>'
+    >>> router.operations
+    ['GetCallerIdentity']
+    """
+
+    def __init__(self, operation_of: Callable[[Request], str], unknown: Callable[[Request, str], AwsError]):
+        self._operation_of = operation_of
+        self._unknown = unknown
+        self._handlers: dict[str, Handler] = {}
+
+    def route(self, name: str) -> Callable[[Handler], Handler]:
+        def register(fn: Handler) -> Handler:
+            self._handlers[name] = fn
+            return fn
+
+        return register
+
+    @property
+    def operations(self) -> list[str]:
+        """The operation names served, in the order registered."""
+        return list(self._handlers)
+
+    @property
+    def routes(self) -> list[tuple[str, Handler, tuple[str, ...]]]:
+        """``(operation name, handler, ())`` for every operation, in the order registered (as :attr:`Router.routes`)."""
+        return [(name, fn, ()) for name, fn in self._handlers.items()]
+
+    def dispatch(self, req: Request, ctx: Any) -> Response:
+        name = self._operation_of(req)
+        fn = self._handlers.get(name)
+        if fn is None:
+            raise self._unknown(req, name)
+        return fn(req, ctx)
+
 
 @dataclass
 class Context:
@@ -251,3 +317,33 @@ class Context:
         if self.regions is None:
             raise AwsError("UnrecognizedClientException", f"This sandbox context serves only {self.region}.", 403)
         return self.regions.get(region)
+
+
+@runtime_checkable
+class ServiceModule(Protocol):
+    """What every service module (``helpers/sandbox/services/*.py``) provides: one module per AWS service.
+
+    ``tests/test_service_contract.py`` checks every module in the package against it.
+    """
+
+    #: The service's wire protocol as botocore's model names it (``metadata.protocol``): ``"rest-json"``,
+    #: ``"json"`` or ``"query"``. ``apiapp.ApiApp`` (and ``tests/harness.py``) pass it to :func:`error_response`,
+    #: so an AwsError raised anywhere in the service reaches the client in the form botocore parses.
+    PROTOCOL: str
+    #: The credential-scope service names whose requests this module answers (``iot`` and ``execute-api``
+    #: for IoT). ``apiapp.ApiApp`` routes each SigV4-checked request by its scope's service to the module
+    #: that lists it.
+    SIGNING_NAMES: tuple[str, ...]
+    #: SQL creating the tables the service owns (``CREATE TABLE IF NOT EXISTS ...``), or ``""``.
+    #: ``app.Sandbox`` runs every module's SCHEMA when it opens a region's database (``store.Store``).
+    SCHEMA: str
+    #: The service's operations: a :class:`Router` (rest-json: method and URI template) or an
+    #: :class:`ActionRouter` (json and query: operation name), each operation one :data:`Handler`
+    #: registered with ``@router.route(...)``.
+    router: Router | ActionRouter
+
+    def handle(self, req: Request, ctx: Context) -> Response:
+        """Answer one request (raise :class:`AwsError` for AWS's errors). ``apiapp.ApiApp`` calls it after the
+        SigV4 check, with ``req.service``, ``req.region`` and ``req.credential`` set and ``ctx`` the context
+        of the request's region; ``tests/harness.py`` calls it in-process. It dispatches through ``router``,
+        adding only what every operation of the service shares (a response header, a log flush)."""

@@ -232,7 +232,17 @@ def _policy_arn(ctx: core.Context, form: dict[str, str]) -> re.Match[str]:
 
 # --- operations -----------------------------------------------------------------------------
 
-def create_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+def _unknown(req: core.Request, action: str) -> core.AwsError:
+    return core.AwsError("InvalidAction", f"Could not find operation {action or '(none)'} for version 2010-05-08. "
+                         f"The sandbox's IAM serves: {', '.join(router.operations)}.", 400)
+
+
+router = core.ActionRouter(core.query_action, _unknown)
+
+
+@router.route("CreateRole")
+def create_role(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     name = _role_name(form)
     policy = _required(form, "AssumeRolePolicyDocument")
     path = form.get("Path", "/")
@@ -262,13 +272,17 @@ def create_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
     return _answer("CreateRole", req, {"Role": _role_doc(_get_row(ctx, name))})
 
 
-def get_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("GetRole")
+def get_role(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     doc = _role_doc(_get_row(ctx, _role_name(form)))
     doc["RoleLastUsed"] = {}
     return _answer("GetRole", req, {"Role": doc})
 
 
-def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("DeleteRole")
+def delete_role(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     name = _role_name(form)
     with _db(ctx).tx() as db:
         if not db.execute("SELECT 1 FROM iam_roles WHERE name = ?", (name,)).fetchone():
@@ -279,7 +293,9 @@ def delete_role(req: core.Request, ctx: core.Context, form: dict[str, str]) -> c
     return _answer("DeleteRole", req, None)
 
 
-def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("AttachRolePolicy")
+def attach_role_policy(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
     with _db(ctx).tx() as db:
@@ -290,7 +306,9 @@ def attach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str
     return _answer("AttachRolePolicy", req, None)
 
 
-def detach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("DetachRolePolicy")
+def detach_role_policy(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     name = _role_name(form)
     arn = _policy_arn(ctx, form).group(0)
     with _db(ctx).tx() as db:
@@ -302,7 +320,9 @@ def detach_role_policy(req: core.Request, ctx: core.Context, form: dict[str, str
     return _answer("DetachRolePolicy", req, None)
 
 
-def list_attached_role_policies(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("ListAttachedRolePolicies")
+def list_attached_role_policies(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     name = _role_name(form)
     _get_row(ctx, name)
     try:
@@ -349,11 +369,15 @@ def _known_policy(form: dict[str, str]) -> dict[str, Any]:
     return policy
 
 
-def get_policy(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("GetPolicy")
+def get_policy(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     return _answer("GetPolicy", req, {"Policy": _policy_doc(_known_policy(form))})
 
 
-def get_policy_version(req: core.Request, ctx: core.Context, form: dict[str, str]) -> core.Response:
+@router.route("GetPolicyVersion")
+def get_policy_version(req: core.Request, ctx: core.Context) -> core.Response:
+    form = req.form()
     policy = _known_policy(form)
     version = _required(form, "VersionId")
     if version != policy["DefaultVersionId"]:
@@ -364,23 +388,5 @@ def get_policy_version(req: core.Request, ctx: core.Context, form: dict[str, str
         "IsDefaultVersion": True, "CreateDate": policy["UpdateDate"]}})
 
 
-OPERATIONS = {
-    "CreateRole": create_role,
-    "GetRole": get_role,
-    "DeleteRole": delete_role,
-    "AttachRolePolicy": attach_role_policy,
-    "DetachRolePolicy": detach_role_policy,
-    "ListAttachedRolePolicies": list_attached_role_policies,
-    "GetPolicy": get_policy,
-    "GetPolicyVersion": get_policy_version,
-}
-
-
 def handle(req: core.Request, ctx: core.Context) -> core.Response:
-    form = req.form()
-    action = form.get("Action", "")
-    operation = OPERATIONS.get(action)
-    if operation is None:
-        raise core.AwsError("InvalidAction", f"Could not find operation {action or '(none)'} for version 2010-05-08. "
-                            f"The sandbox's IAM serves: {', '.join(OPERATIONS)}.", 400)
-    return operation(req, ctx, form)
+    return router.dispatch(req, ctx)

@@ -92,12 +92,12 @@ FUNCTION_ARN_PATTERN = (r"arn:aws[a-zA-Z-]*:lambda:[a-z]{2}(-[a-z]+)+-\d+:\d{12}
                         r"[a-zA-Z0-9_-]{1,64}(:(\$LATEST|[a-zA-Z0-9_-]{1,128}))?")
 FUNCTION_ARN_SHAPE = "arn:aws:lambda:<region>:<account-id>:function:<function-name>[:<alias-or-version>]"
 
-_router = core.Router()
+router = core.Router()
 
 
 def handle(req: core.Request, ctx: core.Context) -> Response:
     """Answer one AWS IoT control-plane request (raises AwsError for AWS's errors)."""
-    return _router.dispatch(req, ctx)
+    return router.dispatch(req, ctx)
 
 
 # --- shared with the data plane -------------------------------------------------------------
@@ -293,7 +293,7 @@ def _description(auth: dict) -> dict:
     return desc
 
 
-@_router.route("POST", "/authorizer/{authorizerName}")
+@router.route("POST", "/authorizer/{authorizerName}")
 def create_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
     name = _check_name(authorizerName)
     body = req.json()
@@ -305,7 +305,8 @@ def create_authorizer(req: core.Request, ctx: core.Context, authorizerName: str)
     if token_key_name is not None:
         _check_token_key_name(token_key_name)
     keys = _check_public_keys(body.get("tokenSigningPublicKeys", {}))
-    status = _check_status(body.get("status", "ACTIVE"))  # default NOT FOUND in AWS docs; ACTIVE like Terraform
+    # AWS's docs give no default status: the sandbox's choice is ACTIVE, as Terraform's
+    status = _check_status(body.get("status", "ACTIVE"))
     signing_disabled = _check_bool(body, "signingDisabled", False)
     caching = _check_bool(body, "enableCachingForHttp", False)
     tags = _check_tags(body.get("tags"))
@@ -335,13 +336,13 @@ def create_authorizer(req: core.Request, ctx: core.Context, authorizerName: str)
     return Response.json({"authorizerName": name, "authorizerArn": arn})
 
 
-@_router.route("GET", "/authorizer/{authorizerName}")
+@router.route("GET", "/authorizer/{authorizerName}")
 def describe_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
     name = _check_name(authorizerName)
     return Response.json({"authorizerDescription": _description(_require_authorizer(ctx, name))})
 
 
-@_router.route("PUT", "/authorizer/{authorizerName}")
+@router.route("PUT", "/authorizer/{authorizerName}")
 def update_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
     name = _check_name(authorizerName)
     body = req.json()
@@ -374,7 +375,7 @@ def update_authorizer(req: core.Request, ctx: core.Context, authorizerName: str)
     return Response.json({"authorizerName": name, "authorizerArn": current["arn"]})
 
 
-@_router.route("DELETE", "/authorizer/{authorizerName}")
+@router.route("DELETE", "/authorizer/{authorizerName}")
 def delete_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
     name = _check_name(authorizerName)
     with ctx.store.tx() as db:
@@ -415,7 +416,7 @@ def _decode_marker(marker: str) -> str:
     return after
 
 
-@_router.route("GET", "/authorizers/")
+@router.route("GET", "/authorizers/")
 def list_authorizers(req: core.Request, ctx: core.Context) -> Response:
     raw_size = req.query_value("pageSize")
     page_size = 250
@@ -451,7 +452,7 @@ def list_authorizers(req: core.Request, ctx: core.Context) -> Response:
 
 # --- default authorizer -----------------------------------------------------------------------
 
-@_router.route("POST", "/default-authorizer")
+@router.route("POST", "/default-authorizer")
 def set_default_authorizer(req: core.Request, ctx: core.Context) -> Response:
     body = req.json()
     if "authorizerName" not in body:
@@ -473,7 +474,7 @@ def _no_default() -> AwsError:
                     "aws iot set-default-authorizer --authorizer-name <name>", 404)
 
 
-@_router.route("GET", "/default-authorizer")
+@router.route("GET", "/default-authorizer")
 def describe_default_authorizer(req: core.Request, ctx: core.Context) -> Response:
     name = default_authorizer_name(ctx)
     auth = get_authorizer(ctx, name) if name else None
@@ -482,7 +483,7 @@ def describe_default_authorizer(req: core.Request, ctx: core.Context) -> Respons
     return Response.json({"authorizerDescription": _description(auth)})
 
 
-@_router.route("DELETE", "/default-authorizer")
+@router.route("DELETE", "/default-authorizer")
 def clear_default_authorizer(req: core.Request, ctx: core.Context) -> Response:
     with ctx.store.tx() as db:
         if db.execute("DELETE FROM settings WHERE key = ?", (DEFAULT_AUTHORIZER_SETTING,)).rowcount == 0:
@@ -553,7 +554,7 @@ def _check_signature(signature: Any) -> str:
     return _check_string(signature, "tokenSignature", min_len=1, max_len=2560, pattern=SIGNATURE_PATTERN)
 
 
-@_router.route("POST", "/authorizer/{authorizerName}/test")
+@router.route("POST", "/authorizer/{authorizerName}/test")
 def run_test_invoke_authorizer(req: core.Request, ctx: core.Context, authorizerName: str) -> Response:
     from helpers.sandbox import custom_auth  # it imports this module for the authorizer lookups
 
@@ -589,7 +590,7 @@ def run_test_invoke_authorizer(req: core.Request, ctx: core.Context, authorizerN
 
 # --- endpoints ----------------------------------------------------------------------------------
 
-@_router.route("GET", "/endpoint")
+@router.route("GET", "/endpoint")
 def describe_endpoint(req: core.Request, ctx: core.Context) -> Response:
     endpoint_type = req.query_value("endpointType") or "iot:Data"  # no type: the legacy iot:Data one, as AWS
     if endpoint_type not in ENDPOINT_TYPES:
@@ -616,14 +617,14 @@ def _tagged_authorizer(ctx: core.Context, arn: Any) -> str:
     return arn
 
 
-@_router.route("GET", "/tags")
+@router.route("GET", "/tags")
 def list_tags_for_resource(req: core.Request, ctx: core.Context) -> Response:
     arn = _tagged_authorizer(ctx, req.query_value("resourceArn"))
     rows = ctx.store.all("SELECT key, value FROM iot_tags WHERE resource_arn = ? ORDER BY key", (arn,))
     return Response.json({"tags": [{"Key": r["key"], "Value": r["value"]} for r in rows]})
 
 
-@_router.route("POST", "/tags")
+@router.route("POST", "/tags")
 def tag_resource(req: core.Request, ctx: core.Context) -> Response:
     body = req.json()
     arn = _tagged_authorizer(ctx, body.get("resourceArn"))
@@ -637,7 +638,7 @@ def tag_resource(req: core.Request, ctx: core.Context) -> Response:
     return Response.json({})
 
 
-@_router.route("POST", "/untag")
+@router.route("POST", "/untag")
 def untag_resource(req: core.Request, ctx: core.Context) -> Response:
     body = req.json()
     arn = _tagged_authorizer(ctx, body.get("resourceArn"))
@@ -651,7 +652,7 @@ def untag_resource(req: core.Request, ctx: core.Context) -> Response:
 
 # --- logging (SetV2LoggingOptions / GetV2LoggingOptions; the gating is in helpers/sandbox/iot_logs.py) ------
 
-@_router.route("POST", "/v2LoggingOptions")
+@router.route("POST", "/v2LoggingOptions")
 def set_v2_logging_options(req: core.Request, ctx: core.Context) -> Response:
     from helpers.sandbox import iot_logs
 
@@ -659,7 +660,7 @@ def set_v2_logging_options(req: core.Request, ctx: core.Context) -> Response:
     return Response.json({})
 
 
-@_router.route("GET", "/v2LoggingOptions")
+@router.route("GET", "/v2LoggingOptions")
 def get_v2_logging_options(req: core.Request, ctx: core.Context) -> Response:
     from helpers.sandbox import iot_logs
 

@@ -1,11 +1,11 @@
 """CloudWatch Logs for the sandbox, on AWS's JSON 1.1 protocol (``X-Amz-Target: Logs_20140328.<Operation>``).
 
-The sandbox writes its own logs here through :class:`LogSink` (each Lambda
+The sandbox writes its own logs through ``logstore.LogSink`` (each Lambda
 invocation's output in ``/aws/lambda/FUNCTION``, each IoT authorization decision
 in ``AWSIotLogsV2``); learners read them with the same boto3 calls and ``aws
 logs ...`` commands they would use against AWS:
 
-- reading: ``FilterLogEvents`` (with filter patterns, see :func:`compile_pattern`),
+- reading: ``FilterLogEvents`` (with filter patterns, see ``filter_pattern.py``),
   ``GetLogEvents`` (with AWS's ``f/...`` and ``b/...`` tokens), ``DescribeLogGroups``,
   ``DescribeLogStreams``;
 - writing and cleaning up: ``CreateLogGroup``, ``CreateLogStream``, ``PutLogEvents``,
@@ -21,59 +21,30 @@ Usage:
 >>> from helpers.sandbox import core
 >>> from helpers.sandbox.store import Store
 >>> ctx = core.Context(store=Store(":memory:", [SCHEMA]))
->>> ctx.logs = LogSink(ctx.store)
+>>> ctx.logs = logstore.LogSink(ctx.store)
 >>> ctx.logs.put_events("/aws/lambda/demo", "2026/11/23/[$LATEST]abc", [(1000, "START RequestId: r1"), (1001, "END")])
 >>> req = core.Request("POST", "/", "", {"x-amz-target": "Logs_20140328.FilterLogEvents"},
 ...                    b'{"logGroupName": "/aws/lambda/demo", "filterPattern": "START"}', service="logs")
 >>> [e["message"] for e in json.loads(handle(req, ctx).body)["events"]]
 ['START RequestId: r1']
->>> compile_pattern('{ $.status = "Fail*" && $.n > 3 }')('{"status": "Failure", "n": 4}')
-True
 """
 from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
 import json
-import math
 import re
-import logging
-import threading
-import time
-from typing import Any, Callable
+from typing import Any
 
-from helpers.sandbox import core
+from helpers.sandbox import core, logstore
 from helpers.sandbox.core import AwsError
+from helpers.sandbox.filter_pattern import FilterPatternError, compile_pattern
+from helpers.sandbox.logstore import ensure_group, ensure_stream, insert_events, now_ms
 
 PROTOCOL = "json"
 SIGNING_NAMES = ("logs",)
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS log_groups (
-    name TEXT PRIMARY KEY,
-    creation_time INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS log_streams (
-    group_name TEXT NOT NULL REFERENCES log_groups(name) ON DELETE CASCADE,
-    name TEXT NOT NULL,
-    creation_time INTEGER NOT NULL,
-    first_event INTEGER,
-    last_event INTEGER,
-    last_ingestion INTEGER,
-    PRIMARY KEY (group_name, name)
-);
-CREATE TABLE IF NOT EXISTS log_events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    group_name TEXT NOT NULL,
-    stream_name TEXT NOT NULL,
-    timestamp INTEGER NOT NULL,
-    ingestion_time INTEGER NOT NULL,
-    message TEXT NOT NULL,
-    FOREIGN KEY (group_name, stream_name) REFERENCES log_streams(group_name, name) ON DELETE CASCADE
-);
-CREATE INDEX IF NOT EXISTS log_events_by_group_time ON log_events (group_name, timestamp, id);
-CREATE INDEX IF NOT EXISTS log_events_by_stream_time ON log_events (group_name, stream_name, timestamp, id)
-"""
+#: The tables are the log store's (``logstore.py``): named here so the sandbox creates them with every service's.
+SCHEMA = logstore.SCHEMA
 
 TARGET_PREFIX = "Logs_20140328."
 #: EventsLimit in the model: default and maximum of FilterLogEvents/GetLogEvents.
@@ -93,151 +64,30 @@ Key = tuple[int, int]  # (timestamp, arrival id): the order of events
 ORIGIN: Key = (0, 0)
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def _operation(req: core.Request) -> str:
+    target = req.headers.get("x-amz-target", "")
+    return target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
+
+
+def _unknown(req: core.Request, operation: str) -> AwsError:
+    target = req.headers.get("x-amz-target", "")
+    return AwsError("UnknownOperationException",
+                    f"The sandbox's CloudWatch Logs does not serve the operation '{target or '(no X-Amz-Target)'}'. "
+                    f"It serves: {', '.join(sorted(router.operations))}.", 400)
+
+
+router = core.ActionRouter(_operation, _unknown)
 
 
 def handle(req: core.Request, ctx: core.Context) -> core.Response:
-    target = req.headers.get("x-amz-target", "")
-    operation = target[len(TARGET_PREFIX):] if target.startswith(TARGET_PREFIX) else ""
-    fn = OPERATIONS.get(operation)
-    if fn is None:
-        raise AwsError("UnknownOperationException",
-                       f"The sandbox's CloudWatch Logs does not serve the operation '{target or '(no X-Amz-Target)'}'. "
-                       f"It serves: {', '.join(sorted(OPERATIONS))}.", 400)
     if getattr(ctx, "logs", None) is not None:
         ctx.logs.flush()  # what was logged before this request is visible to it
-    result = fn(req.json(), ctx)
+    return router.dispatch(req, ctx)
+
+
+def _answer(req: core.Request, result: dict) -> core.Response:
     return core.Response.json(result, headers={"x-amzn-RequestId": req.request_id},
                               content_type="application/x-amz-json-1.1")
-
-
-# --- Writing -------------------------------------------------------------------------------------------
-
-class LogSink:
-    """Where the sandbox writes logs (Lambda output, IoT authorization decisions). Thread-safe.
-
-    Writes are queued and committed by one background thread, in batches, so that logging never puts a
-    database commit on the request path (a publish or an invoke answers without waiting for the disk).
-    Every read of the Logs API calls :meth:`flush` first, so what was logged before a request is always
-    visible to it. A crash can lose the last few milliseconds of log lines, never API state.
-    """
-
-    def __init__(self, store):
-        self.store = store
-        self._changed = threading.Condition()
-        self._queue: list[tuple[str, str, list[tuple[int, str]]]] = []
-        self._pending = 0          # batches queued or being written
-        self._cond = threading.Condition()
-        self._closed = False
-        self._writer = threading.Thread(target=self._write_loop, name="log-writer", daemon=True)
-        self._writer.start()
-
-    def put_events(self, group: str, stream: str, events: list[tuple[int, str]]) -> None:
-        """Queue ``(timestamp_ms, message)`` events; the group and stream are created when missing."""
-        batch = (group, stream, [(int(ts), str(msg)) for ts, msg in events])
-        with self._cond:
-            if self._closed:
-                self._write([batch])
-                return
-            self._queue.append(batch)
-            self._pending += 1
-            self._cond.notify_all()
-
-    def group_exists(self, group: str) -> bool:
-        """True when the log group exists or events for it are queued (Lambda asks before CreateLogGroup)."""
-        with self._cond:
-            if any(batch[0] == group for batch in self._queue):
-                return True
-        return self.store.one("SELECT 1 FROM log_groups WHERE name = ?", (group,)) is not None
-
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every queued event is in the database; True when it is."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._pending:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def close(self) -> None:
-        """Write what is queued and stop the writer thread (idempotent)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-        self._writer.join(timeout=10)
-
-    #: After waking, the writer waits this long for more events, so a burst becomes one transaction
-    #: (fewer commits, and fewer hand-offs of the GIL to and from the request path).
-    COALESCE_SECONDS = 0.005
-
-    def _write_loop(self) -> None:
-        while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._closed:
-                    self._cond.wait(self.COALESCE_SECONDS)
-                batches, self._queue = self._queue, []
-                if not batches and self._closed:
-                    return
-            try:
-                self._write(batches)
-            except Exception:  # a broken log write must not kill the writer
-                logging.getLogger("helpers.sandbox").exception("could not write %d log batches", len(batches))
-            with self._cond:
-                self._pending -= len(batches)
-                self._cond.notify_all()
-
-    def _write(self, batches) -> None:
-        now = now_ms()
-        merged: dict[tuple[str, str], list[tuple[int, str]]] = {}
-        for group, stream, events in batches:  # in order: events of one stream keep their order
-            merged.setdefault((group, stream), []).extend(events)
-        with self.store.tx() as db:
-            for (group, stream), events in merged.items():
-                _ensure_group(db, group, now)
-                _ensure_stream(db, group, stream, now)
-                _insert(db, group, stream, events, now)
-        self._notify()
-
-    def wait_for_events(self, group: str, after_ms: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` s for an event in ``group`` timestamped after ``after_ms``; True when there is one."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while True:
-                row = self.store.one("SELECT 1 FROM log_events WHERE group_name = ? AND timestamp > ? LIMIT 1",
-                                     (group, int(after_ms)))
-                remaining = deadline - time.monotonic()
-                if row is not None or remaining <= 0:
-                    return row is not None
-                self._changed.wait(remaining)
-
-    def _notify(self) -> None:
-        with self._changed:
-            self._changed.notify_all()
-
-
-def _ensure_group(db, group: str, now: int) -> None:
-    db.execute("INSERT OR IGNORE INTO log_groups (name, creation_time) VALUES (?, ?)", (group, now))
-
-
-def _ensure_stream(db, group: str, stream: str, now: int) -> None:
-    db.execute("INSERT OR IGNORE INTO log_streams (group_name, name, creation_time) VALUES (?, ?, ?)",
-               (group, stream, now))
-
-
-def _insert(db, group: str, stream: str, events: list[tuple[int, str]], now: int) -> None:
-    if not events:
-        return
-    db.executemany("INSERT INTO log_events (group_name, stream_name, timestamp, ingestion_time, message) "
-                   "VALUES (?, ?, ?, ?, ?)", [(group, stream, ts, now, msg) for ts, msg in events])
-    first, last = min(ts for ts, _ in events), max(ts for ts, _ in events)
-    db.execute("UPDATE log_streams SET first_event = MIN(COALESCE(first_event, ?), ?), "
-               "last_event = MAX(COALESCE(last_event, ?), ?), last_ingestion = ? "
-               "WHERE group_name = ? AND name = ?", (first, first, last, last, now, group, stream))
 
 
 # --- Parameters ----------------------------------------------------------------------------------------
@@ -369,7 +219,9 @@ def _event_bytes(row) -> int:
     return len(row["message"].encode()) + EVENT_OVERHEAD
 
 
-def filter_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("FilterLogEvents")
+def filter_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     names, prefix = doc.get("logStreamNames"), doc.get("logStreamNamePrefix")
     if names is not None and prefix is not None:
@@ -401,7 +253,10 @@ def filter_log_events(doc: dict, ctx: core.Context) -> dict:
         where += " AND timestamp <= ?"  # FilterLogEvents: "later than this time are not returned"
         params.append(end)
     limit = _limit(doc, MAX_EVENTS)
-    matches = compile_pattern(doc.get("filterPattern") or "")
+    try:
+        matches = compile_pattern(doc.get("filterPattern") or "")
+    except FilterPatternError as exc:
+        raise _invalid(str(exc)) from None
     after = ORIGIN
     if doc.get("nextToken") is not None:
         after = _parse_key_digits(str(_read_page_token(doc["nextToken"], "FilterLogEvents").get("after")))
@@ -423,10 +278,12 @@ def filter_log_events(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"events": events, "searchedLogStreams": []}  # no longer supported: always empty
     if more:
         result["nextToken"] = _page_token({"k": "FilterLogEvents", "after": events[-1]["eventId"]})
-    return result
+    return _answer(req, result)
 
 
-def get_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("GetLogEvents")
+def get_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     stream = _stream_name(doc.get("logStreamName"))
     if ctx.store.one("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)) is None:
@@ -476,9 +333,9 @@ def get_log_events(doc: dict, ctx: core.Context) -> dict:
             fwd, bwd = f"f/{_key_digits(max(back, ORIGIN))}/s", str(token)
     else:
         fwd, bwd = f"f/{_key_digits(ORIGIN)}/s", f"b/{_key_digits(ORIGIN)}/s"
-    return {"events": [{"timestamp": r["timestamp"], "message": r["message"], "ingestionTime": r["ingestion_time"]}
-                       for r in rows],
-            "nextForwardToken": fwd, "nextBackwardToken": bwd}
+    return _answer(req, {"events": [{"timestamp": r["timestamp"], "message": r["message"],
+                                     "ingestionTime": r["ingestion_time"]} for r in rows],
+                         "nextForwardToken": fwd, "nextBackwardToken": bwd})
 
 
 # --- Describing ----------------------------------------------------------------------------------------
@@ -492,7 +349,9 @@ def _offset(doc: dict, kind: str) -> int:
     return offset
 
 
-def describe_log_groups(doc: dict, ctx: core.Context) -> dict:
+@router.route("DescribeLogGroups")
+def describe_log_groups(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     prefix, pattern = doc.get("logGroupNamePrefix"), doc.get("logGroupNamePattern")
     if prefix is not None and pattern is not None:
         raise _invalid("logGroupNamePrefix and logGroupNamePattern are mutually exclusive: pass only one of them.")
@@ -524,10 +383,12 @@ def describe_log_groups(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"logGroups": groups}
     if len(rows) > limit:
         result["nextToken"] = _page_token({"k": "DescribeLogGroups", "o": offset + limit})
-    return result
+    return _answer(req, result)
 
 
-def describe_log_streams(doc: dict, ctx: core.Context) -> dict:
+@router.route("DescribeLogStreams")
+def describe_log_streams(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group = _resolve_group(doc, ctx)
     order_by = doc.get("orderBy", "LogStreamName")
     if order_by not in ("LogStreamName", "LastEventTime"):
@@ -558,32 +419,38 @@ def describe_log_streams(doc: dict, ctx: core.Context) -> dict:
     result: dict[str, Any] = {"logStreams": streams}
     if len(rows) > limit:
         result["nextToken"] = _page_token({"k": "DescribeLogStreams", "o": offset + limit})
-    return result
+    return _answer(req, result)
 
 
 # --- Creating, writing, deleting -----------------------------------------------------------------------
 
-def create_log_group(doc: dict, ctx: core.Context) -> dict:
+@router.route("CreateLogGroup")
+def create_log_group(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     name = _group_name(doc.get("logGroupName"))
     with ctx.store.tx() as db:
         if db.execute("SELECT 1 FROM log_groups WHERE name = ?", (name,)).fetchone():
             raise AwsError("ResourceAlreadyExistsException", "The specified log group already exists", 400)
-        _ensure_group(db, name, now_ms())
-    return {}
+        ensure_group(db, name, now_ms())
+    return _answer(req, {})
 
 
-def create_log_stream(doc: dict, ctx: core.Context) -> dict:
+@router.route("CreateLogStream")
+def create_log_stream(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     with ctx.store.tx() as db:
         if not db.execute("SELECT 1 FROM log_groups WHERE name = ?", (group,)).fetchone():
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
         if db.execute("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)).fetchone():
             raise AwsError("ResourceAlreadyExistsException", "The specified log stream already exists", 400)
-        _ensure_stream(db, group, stream, now_ms())
-    return {}
+        ensure_stream(db, group, stream, now_ms())
+    return _answer(req, {})
 
 
-def put_log_events(doc: dict, ctx: core.Context) -> dict:
+@router.route("PutLogEvents")
+def put_log_events(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     raw = doc.get("logEvents")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_EVENTS:
@@ -611,9 +478,9 @@ def put_log_events(doc: dict, ctx: core.Context) -> dict:
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
         if not db.execute("SELECT 1 FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)).fetchone():
             raise AwsError("ResourceNotFoundException", STREAM_NOT_FOUND, 400)
-        _insert(db, group, stream, accepted, now)
-    if isinstance(ctx.logs, LogSink):
-        ctx.logs._notify()
+        insert_events(db, group, stream, accepted, now)
+    if isinstance(ctx.logs, logstore.LogSink):
+        ctx.logs.notify()
     result: dict[str, Any] = {"nextSequenceToken": f"{now:056d}"}
     rejected = {}
     if old_end is not None:
@@ -622,261 +489,26 @@ def put_log_events(doc: dict, ctx: core.Context) -> dict:
         rejected["tooNewLogEventStartIndex"] = new_start
     if rejected:
         result["rejectedLogEventsInfo"] = rejected
-    return result
+    return _answer(req, result)
 
 
-def delete_log_group(doc: dict, ctx: core.Context) -> dict:
+@router.route("DeleteLogGroup")
+def delete_log_group(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     name = _group_name(doc.get("logGroupName"))
     with ctx.store.tx() as db:
         if db.execute("DELETE FROM log_groups WHERE name = ?", (name,)).rowcount == 0:
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
-    return {}
+    return _answer(req, {})
 
 
-def delete_log_stream(doc: dict, ctx: core.Context) -> dict:
+@router.route("DeleteLogStream")
+def delete_log_stream(req: core.Request, ctx: core.Context) -> core.Response:
+    doc = req.json()
     group, stream = _group_name(doc.get("logGroupName")), _stream_name(doc.get("logStreamName"))
     with ctx.store.tx() as db:
         if not db.execute("SELECT 1 FROM log_groups WHERE name = ?", (group,)).fetchone():
             raise AwsError("ResourceNotFoundException", GROUP_NOT_FOUND, 400)
         if db.execute("DELETE FROM log_streams WHERE group_name = ? AND name = ?", (group, stream)).rowcount == 0:
             raise AwsError("ResourceNotFoundException", STREAM_NOT_FOUND, 400)
-    return {}
-
-
-OPERATIONS: dict[str, Callable[[dict, core.Context], dict]] = {
-    "FilterLogEvents": filter_log_events,
-    "GetLogEvents": get_log_events,
-    "DescribeLogGroups": describe_log_groups,
-    "DescribeLogStreams": describe_log_streams,
-    "CreateLogGroup": create_log_group,
-    "CreateLogStream": create_log_stream,
-    "PutLogEvents": put_log_events,
-    "DeleteLogGroup": delete_log_group,
-    "DeleteLogStream": delete_log_stream,
-}
-
-
-# --- Filter patterns -----------------------------------------------------------------------------------
-
-SUPPORTED = ('The sandbox supports: terms (ERROR), "quoted phrases", ?any ?of ?these, -excluded terms, '
-             '%regex%, and JSON patterns such as { $.status = "Failure" && $.n > 3 } '
-             "with = != < > <= >= && || ( ), * wildcards in strings, IS TRUE/FALSE/NULL and NOT EXISTS.")
-WORD_CHARS = "A-Za-z0-9_"
-BARE_TERM_RE = re.compile(r"[A-Za-z0-9_]+")
-REGEX_ALLOWED_RE = re.compile(r"[A-Za-z0-9_#=@/;,:\-\s^$?\[\]{}|\\*+.]*")
-
-
-def _bad_pattern(pattern: str, reason: str) -> AwsError:
-    return _invalid(f"Invalid filter pattern {pattern!r}: {reason} {SUPPORTED}")
-
-
-def compile_pattern(pattern: str) -> Callable[[str], bool]:
-    """A predicate on messages for a CloudWatch Logs filter pattern, or InvalidParameterException.
-
-    >>> compile_pattern('ERROR "bad request"')('[ERROR 400] bad request')
-    True
-    >>> compile_pattern('?WARN ?ERROR')('INFO ok')
-    False
-    >>> compile_pattern('ERR')('ERROR')   # terms match whole words, not parts of them
-    False
-    """
-    text = pattern.strip()
-    if not text:
-        return lambda _msg: True
-    if text.startswith("{"):
-        if not text.endswith("}"):
-            raise _bad_pattern(pattern, "If a filter pattern starts with '{' it must end with '}'.")
-        return _JsonPatternParser(pattern, text[1:-1]).parse()
-    if text.startswith("["):
-        raise _bad_pattern(pattern, "space-delimited patterns ([field1, field2, ...]) are not supported by the "
-                                    "sandbox.")
-    return _term_pattern(pattern, text)
-
-
-def _term_pattern(pattern: str, text: str) -> Callable[[str], bool]:
-    required: list[Callable[[str], bool]] = []
-    optional: list[Callable[[str], bool]] = []
-    excluded: list[Callable[[str], bool]] = []
-    pos = 0
-    token_re = re.compile(r'\s*([?-]?)(?:"((?:[^"\\]|\\.)*)"|%([^%]*)%|(\S+))')
-    while pos < len(text):
-        m = token_re.match(text, pos)
-        if not m or m.end() == pos:
-            raise _bad_pattern(pattern, f"cannot read the pattern from {text[pos:]!r} (an unclosed quote?).")
-        pos = m.end()
-        sign, phrase, regex, bare = m.groups()
-        if phrase is not None:
-            literal = re.sub(r"\\(.)", r"\1", phrase)
-            test = (lambda lit: lambda msg: lit in msg)(literal)
-        elif regex is not None:
-            if not REGEX_ALLOWED_RE.fullmatch(regex) or not regex:
-                raise _bad_pattern(pattern, f"the regular expression %{regex}% uses characters CloudWatch Logs "
-                                            "does not allow (parentheses and most symbols are not supported).")
-            try:
-                compiled = re.compile(regex)
-            except re.error as exc:
-                raise _bad_pattern(pattern, f"the regular expression %{regex}% is not valid ({exc}).") from None
-            test = (lambda rx: lambda msg: rx.search(msg) is not None)(compiled)
-        else:
-            if not BARE_TERM_RE.fullmatch(bare):
-                raise _bad_pattern(pattern, f"Invalid character(s) in term '{bare}'. Put a term that has characters "
-                                            f"other than letters and digits in double quotes: \"{bare}\".")
-            word = re.compile(f"(?<![{WORD_CHARS}]){re.escape(bare)}(?![{WORD_CHARS}])")
-            test = (lambda rx: lambda msg: rx.search(msg) is not None)(word)
-        {"": required, "?": optional, "-": excluded}[sign].append(test)
-
-    def matches(msg: str) -> bool:
-        return (all(t(msg) for t in required) and not any(t(msg) for t in excluded)
-                and (not optional or any(t(msg) for t in optional)))
-
-    return matches
-
-
-_MISSING = object()
-
-
-class _JsonPatternParser:
-    """Recursive descent over ``or := and ('||' and)*``, ``and := unit ('&&' unit)*``, ``unit := ( or ) | test``."""
-
-    TOKEN_RE = re.compile(r'\s*(?:(\$(?:\.[A-Za-z0-9_\-@]+|\[\d+\])*)|(&&|\|\||!=|<=|>=|=|<|>|\(|\))|'
-                          r'"((?:[^"\\]|\\.)*)"|([A-Za-z0-9_.*:/@+\-]+))')
-
-    def __init__(self, pattern: str, body: str):
-        self.pattern = pattern
-        self.tokens: list[tuple[str, str]] = []
-        pos = 0
-        while pos < len(body):
-            if body[pos:].strip() == "":
-                break
-            m = self.TOKEN_RE.match(body, pos)
-            if not m:
-                raise _bad_pattern(pattern, f"cannot read the JSON pattern from {body[pos:].strip()!r}.")
-            pos = m.end()
-            selector, op, quoted, word = m.groups()
-            if selector is not None:
-                self.tokens.append(("sel", selector))
-            elif op is not None:
-                self.tokens.append(("op", op))
-            elif quoted is not None:
-                self.tokens.append(("str", re.sub(r"\\(.)", r"\1", quoted)))
-            else:
-                self.tokens.append(("word", word))
-        self.i = 0
-
-    def fail(self, reason: str) -> AwsError:
-        return _bad_pattern(self.pattern, reason)
-
-    def peek(self) -> tuple[str, str] | None:
-        return self.tokens[self.i] if self.i < len(self.tokens) else None
-
-    def take(self) -> tuple[str, str]:
-        tok = self.peek()
-        if tok is None:
-            raise self.fail("the JSON pattern ends too early.")
-        self.i += 1
-        return tok
-
-    def parse(self) -> Callable[[str], bool]:
-        if not self.tokens:
-            raise self.fail("the JSON pattern is empty: write a condition such as { $.status = \"Failure\" }.")
-        test = self.parse_or()
-        if self.peek() is not None:
-            raise self.fail(f"unexpected {self.peek()[1]!r}.")
-
-        def matches(msg: str) -> bool:
-            try:
-                doc = json.loads(msg)
-            except ValueError:
-                return False
-            return isinstance(doc, (dict, list)) and test(doc)
-
-        return matches
-
-    def parse_or(self):
-        parts = [self.parse_and()]
-        while self.peek() == ("op", "||"):
-            self.take()
-            parts.append(self.parse_and())
-        return parts[0] if len(parts) == 1 else (lambda doc: any(p(doc) for p in parts))
-
-    def parse_and(self):
-        parts = [self.parse_unit()]
-        while self.peek() == ("op", "&&"):
-            self.take()
-            parts.append(self.parse_unit())
-        return parts[0] if len(parts) == 1 else (lambda doc: all(p(doc) for p in parts))
-
-    def parse_unit(self):
-        kind, value = self.take()
-        if (kind, value) == ("op", "("):
-            inner = self.parse_or()
-            if self.take() != ("op", ")"):
-                raise self.fail("a '(' has no matching ')'.")
-            return inner
-        if kind != "sel":
-            raise self.fail(f"expected a property selector such as $.eventType, not {value!r}.")
-        path = re.findall(r"\.([^.\[]+)|\[(\d+)\]", value[1:])
-        steps = [name if name else int(index) for name, index in path]
-        return self.parse_test(value, steps)
-
-    def parse_test(self, selector: str, steps: list):
-        kind, word = self.take()
-        if kind == "word" and word in ("IS", "NOT"):
-            _, what = self.take()
-            if word == "IS" and what in ("TRUE", "FALSE"):
-                want = what == "TRUE"
-                return lambda doc: _select(doc, steps) is want
-            if word == "IS" and what == "NULL":
-                return lambda doc: _select(doc, steps) is None
-            if word == "NOT" and what == "EXISTS":
-                return lambda doc: _select(doc, steps) is _MISSING
-            raise self.fail(f"after {selector} {word} expected TRUE, FALSE, NULL or EXISTS, not {what!r}.")
-        if kind != "op" or word not in ("=", "!=", "<", ">", "<=", ">="):
-            raise self.fail(f"after {selector} expected one of = != < > <= >=, IS or NOT EXISTS, not {word!r}.")
-        op = word
-        vkind, literal = self.take()
-        number = _number(literal) if vkind == "word" else None
-        if number is not None:
-            compare = {"=": lambda a: a == number, "!=": lambda a: a != number, "<": lambda a: a < number,
-                       ">": lambda a: a > number, "<=": lambda a: a <= number, ">=": lambda a: a >= number}[op]
-
-            def numeric(doc) -> bool:
-                v = _select(doc, steps)
-                return isinstance(v, (int, float)) and not isinstance(v, bool) and compare(v)
-
-            return numeric
-        if vkind not in ("str", "word"):
-            raise self.fail(f"after {selector} {op} expected a value, not {literal!r}.")
-        if op not in ("=", "!="):
-            raise self.fail(f"{selector} {op} {literal!r} compares a string; only = and != work on strings "
-                            "(< > <= >= need a number).")
-        if vkind == "word" and literal in ("true", "false", "null"):
-            raise self.fail(f"use IS {literal.upper()} rather than {op} {literal} to test JSON {literal}.")
-        glob = re.compile(fnmatch.translate(literal.replace("[", "[[]").replace("?", "[?]")), re.S)
-        want = op == "="
-
-        def string(doc) -> bool:
-            v = _select(doc, steps)
-            return isinstance(v, str) and (glob.match(v) is not None) == want
-
-        return string
-
-
-def _select(doc: Any, steps: list) -> Any:
-    for step in steps:
-        if isinstance(step, int):
-            if not isinstance(doc, list) or step >= len(doc):
-                return _MISSING
-            doc = doc[step]
-        else:
-            if not isinstance(doc, dict) or step not in doc:
-                return _MISSING
-            doc = doc[step]
-    return doc
-
-
-def _number(text: str) -> float | None:
-    if not re.fullmatch(r"-?\d+(\.\d+)?([eE][-+]?\d+)?", text):
-        return None
-    value = float(text)
-    return value if math.isfinite(value) else None
+    return _answer(req, {})

@@ -41,11 +41,16 @@ def credentials_for_role(ctx: core.Context, role: dict, session_name: str):
                                            int(role.get("MaxSessionDuration") or 3600))
 
 
-def handle(req: core.Request, ctx: core.Context) -> core.Response:
-    action = req.form().get("Action", "")
-    if action != "GetCallerIdentity":
-        raise core.AwsError("InvalidAction", f"Could not find operation {action or '(none)'} for version 2011-06-15. "
-                            "The sandbox's STS serves only GetCallerIdentity.", 400)
+def _unknown(req: core.Request, action: str) -> core.AwsError:
+    return core.AwsError("InvalidAction", f"Could not find operation {action or '(none)'} for version 2011-06-15. "
+                         "The sandbox's STS serves only GetCallerIdentity.", 400)
+
+
+router = core.ActionRouter(core.query_action, _unknown)
+
+
+@router.route("GetCallerIdentity")
+def get_caller_identity(req: core.Request, ctx: core.Context) -> core.Response:
     account = ctx.account_id
     who = req.credential
     user_id, arn = ((who.user_id, who.arn) if who is not None and who.arn
@@ -59,3 +64,7 @@ def handle(req: core.Request, ctx: core.Context) -> core.Response:
     resp = core.Response.xml(body)
     resp.headers["x-amzn-RequestId"] = req.request_id
     return resp
+
+
+def handle(req: core.Request, ctx: core.Context) -> core.Response:
+    return router.dispatch(req, ctx)
