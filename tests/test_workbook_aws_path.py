@@ -6,6 +6,8 @@ AWS path is the same code, and that it works end to end.
 """
 from __future__ import annotations
 
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -17,6 +19,23 @@ from helpers import sandbox
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import nb as nbtool  # noqa: E402
+
+
+def loaded_sandbox_modules(code: str, env: dict | None = None) -> list[str]:
+    """Run ``code`` in a fresh interpreter; the ``helpers.sandbox`` modules it loaded."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith('helpers.sandbox')))"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_helpers_the_notebooks_import_do_not_load_the_sandbox():
+    """On the aws path nothing may load helpers.sandbox: importing what the notebooks import does not."""
+    modules = sorted({m for src in (ROOT / "notebooks" / "src").glob("*.py")
+                      for m in re.findall(r"^from (helpers\.\w+) import", src.read_text(), re.MULTILINE)})
+    assert "helpers.mqtt" in modules and "helpers.workbook" in modules
+    assert loaded_sandbox_modules("import helpers.mqtt") == []
+    assert loaded_sandbox_modules("\n".join(f"import {m}" for m in modules)) == []
 
 
 @pytest.mark.skipif(not nbtool.all_names(), reason="no notebooks yet")

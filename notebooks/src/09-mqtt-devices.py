@@ -69,12 +69,12 @@ from awscrt import mqtt5
 from awsiot import mqtt5_client_builder
 from paho.mqtt.enums import CallbackAPIVersion
 
-from helpers.device import (Device, DeviceEvents, device_console, host_and_port, load_function, masked,
-                            mosquitto_commands, username)
+from helpers.device import Device, DeviceEvents, device_console, load_function, masked, mosquitto_commands, username
 from helpers.cloudwatch import count_events, entry_for_client, format_entry, now_ms
 from helpers.errors import show_briefly
 from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper
+from helpers.mqtt import host_and_port
 from helpers.publish import send, signature_setup
 from helpers.widgets import format_messages
 from helpers.workbook import open_workbook, retry_while
