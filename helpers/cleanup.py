@@ -50,8 +50,8 @@ from typing import Any, Callable
 
 import botocore.exceptions
 
+from helpers import REPO_ROOT
 from helpers.keys import key_paths
-from helpers.state import REPO_ROOT
 
 #: Deletion order: each kind only after everything that depends on it.
 ORDER = ("iot-logging", "iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")

@@ -57,11 +57,12 @@ from helpers.errors import WorkbookError
 from helpers.mqtt import host_and_port
 from helpers.topics import Message
 from helpers.widgets import Hinted, format_messages, messages_html
+from helpers.workbook import FUNCTION_DIR
 
 __all__ = ["ConnectOutcome", "Device", "DeviceConsole", "DeviceError", "DeviceEvents", "device_console",
            "load_function", "masked", "mosquitto_commands", "username"]
 
-FUNCTION_FILE = Path(__file__).resolve().parents[1] / "functions" / "custom_auth" / "lambda_function.py"
+FUNCTION_FILE = FUNCTION_DIR / "lambda_function.py"
 AUTHORIZER_PARAM = "x-amz-customauthorizer-name"
 SIGNATURE_PARAM = "x-amz-customauthorizer-signature"
 #: Seconds a cell waits for the broker's answer (CONNACK, SUBACK, PUBACK).

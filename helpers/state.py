@@ -58,16 +58,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers.errors import ConfigurationError, NotReadyError, StateFileError
+from helpers import REPO_ROOT
+from helpers.errors import NotReadyError, StateFileError
+from helpers.targets import DEFAULT_TARGET, TARGETS, check_target
 
-#: The folder that holds ``helpers/``.
-REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR_ENV = "WORKBOOK_STATE_DIR"
 TARGET_ENV = "WORKBOOK_TARGET"
 STATE_FILE_NAME = "state.json"
 DEFAULT_REGION = "us-west-2"
-DEFAULT_TARGET = "sandbox"
-TARGETS = ("sandbox", "aws")
 FORMAT_VERSION = 1
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
@@ -209,7 +207,7 @@ class WorkbookState:
         if "suffix" in cleaned and not (isinstance(cleaned["suffix"], str) and _SUFFIX.fullmatch(cleaned["suffix"])):
             raise ValueError("suffix must be 6 lowercase letters or digits.")
         if "target" in cleaned:
-            cleaned["target"] = _check_target(cleaned["target"], "the target value")
+            cleaned["target"] = check_target(cleaned["target"], "the target value")
         try:
             json.dumps(cleaned)
         except (TypeError, ValueError) as error:
@@ -287,7 +285,7 @@ class WorkbookState:
         """``sandbox`` or ``aws``: ``WORKBOOK_TARGET`` if set, else the file, else ``sandbox``."""
         from_env = os.environ.get(TARGET_ENV)
         if from_env:
-            return _check_target(from_env, f"the environment variable {TARGET_ENV}")
+            return check_target(from_env, f"the environment variable {TARGET_ENV}")
         return self.get("target") or DEFAULT_TARGET
 
     # --- clean-up bookkeeping -------------------------------------------------
@@ -335,16 +333,6 @@ class WorkbookState:
         except FileNotFoundError:
             return None
         return info.st_ino, info.st_mtime_ns, info.st_size
-
-
-def _check_target(value: Any, source: str) -> str:
-    cleaned = str(value).strip().lower()
-    if cleaned not in TARGETS:
-        raise ConfigurationError(
-            f"{source} is {value!r}; it must be 'sandbox' (the local stand-in) or 'aws' "
-            "(your AWS account)."
-        )
-    return cleaned
 
 
 def _fix_hint(path: Path) -> str:

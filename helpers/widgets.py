@@ -52,6 +52,7 @@ from typing import Any, Callable, Iterable
 import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
+from helpers.targets import TARGETS
 
 __all__ = ["ActionTokenSender", "ArnInput", "Hinted", "MessageView", "TargetChooser", "action_token_sender",
            "arn_input", "format_messages", "message_view", "messages_html", "target_chooser",
@@ -110,7 +111,7 @@ class TargetChooser(Hinted, widgets.VBox):
         self._state = state
         current = state or WorkbookState.load()
         self.target = widgets.ToggleButtons(
-            options=[("sandbox", "sandbox"), ("aws", "aws")], value=current.target, description="Target:",
+            options=list(TARGETS), value=current.target, description="Target:",
             tooltips=["The local stand-in: offline, free", "Your AWS account (boto3's credentials)"],
             style=_LABEL_STYLE)
         self.region = widgets.Text(value=current.region, description="Region:", placeholder="us-west-2",
@@ -124,15 +125,18 @@ class TargetChooser(Hinted, widgets.VBox):
 
     def use(self):
         """Record the chosen target and region (``choose_target``) and show the result. Returns the Workbook."""
-        from helpers.sandbox import SandboxError
         from helpers.workbook import choose_target
 
         target, region = self.target.value, self.region.value.strip()
+        expected: tuple[type[Exception], ...] = (WorkbookError,)
+        if target == "sandbox":  # only then: the aws path never loads helpers.sandbox
+            from helpers.sandbox import SandboxError
+            expected += (SandboxError,)
         _set_text(self.output, f"Opening the workbook on {target} ({region})…")
         self.button.disabled = True
         try:
             self.workbook, self.error = choose_target(target, region, self._state), None
-        except (WorkbookError, SandboxError) as error:
+        except expected as error:
             self.workbook, self.error = None, f"{type(error).__name__}: {error}"
             _set_text(self.output, f"✗ {self.error}")
         else:

@@ -131,7 +131,7 @@ def test_a_damaged_state_file_is_reported_not_raised(homes):
 
 
 def test_windows_drive_under_wsl_is_one_line(monkeypatch):
-    monkeypatch.setattr(doctor, "ROOT", Path("/mnt/c/Users/ada/workbook"))
+    monkeypatch.setattr(doctor, "REPO_ROOT", Path("/mnt/c/Users/ada/workbook"))
     monkeypatch.setattr("platform.release", lambda: "5.15.167.4-microsoft-standard-WSL2")
     monkeypatch.setattr("platform.system", lambda: "Linux")
     check = doctor.check_host()

@@ -6,6 +6,7 @@ AWS path is the same code, and that it works end to end.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,18 @@ def test_the_helpers_the_notebooks_import_do_not_load_the_sandbox():
     assert "helpers.mqtt" in modules and "helpers.workbook" in modules
     assert loaded_sandbox_modules("import helpers.mqtt") == []
     assert loaded_sandbox_modules("\n".join(f"import {m}" for m in modules)) == []
+
+
+def test_choosing_aws_does_not_load_the_sandbox(tmp_path):
+    """Notebook 00's chooser on aws, with AWS_CA_BUNDLE set (checked for the sandbox's CA) and no credentials."""
+    import certifi
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WORKBOOK_STATE_DIR": str(tmp_path / "state"),
+           "AWS_CA_BUNDLE": certifi.where(), "AWS_EC2_METADATA_DISABLED": "true"}
+    code = ("from helpers.widgets import TargetChooser\n"
+            "chooser = TargetChooser()\nchooser.target.value = 'aws'\nchooser.use()\n"
+            "assert chooser.error.startswith('AwsSetupError'), chooser.error")
+    assert loaded_sandbox_modules(code, env) == []
 
 
 @pytest.mark.skipif(not nbtool.all_names(), reason="no notebooks yet")

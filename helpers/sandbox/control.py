@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import REPO_ROOT
+
 from . import core, home as homes
 from .app import LOG_FILE, RUNTIME_FILE, SandboxError, lock_is_held, read_runtime
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 
 
