@@ -52,6 +52,7 @@ import botocore.exceptions
 
 from helpers import REPO_ROOT
 from helpers.keys import key_paths
+from helpers.workbook import error_code
 
 #: Deletion order: each kind only after everything that depends on it.
 ORDER = ("iot-logging", "iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")
@@ -88,7 +89,7 @@ def _delete_authorizer(wb, name: str) -> None:
     try:
         default = iot.describe_default_authorizer().get("authorizerDescription", {}).get("authorizerName")
     except botocore.exceptions.ClientError as error:
-        if _code(error) not in GONE_CODES:  # ResourceNotFoundException here means "no default is set"
+        if error_code(error) not in GONE_CODES:  # ResourceNotFoundException here means "no default is set"
             raise
         default = None
     if default == name:
@@ -141,10 +142,6 @@ ACTIONS: dict[str, tuple[str, Callable[[Any, str], None]]] = {
 }
 
 
-def _code(error: botocore.exceptions.ClientError) -> str | None:
-    return error.response.get("Error", {}).get("Code")
-
-
 def _ordered(resources: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Known kinds in ORDER (newest first within a kind), then unknown kinds, newest first."""
     newest_first = list(reversed(resources))
@@ -163,8 +160,8 @@ def _run(wb, kind: str, resource_id: str) -> Step:
     except _Gone:
         outcome = ALREADY_GONE
     except botocore.exceptions.ClientError as error:
-        if _code(error) not in GONE_CODES:
-            return Step(kind, resource_id, action, f"failed: {_code(error)}: {_message(error)}")
+        if error_code(error) not in GONE_CODES:
+            return Step(kind, resource_id, action, f"failed: {error_code(error)}: {_message(error)}")
         outcome = ALREADY_GONE
     except (botocore.exceptions.BotoCoreError, OSError, ValueError) as error:
         return Step(kind, resource_id, action, f"failed: {error}")
@@ -263,7 +260,7 @@ def _exists(call) -> bool:
     try:
         call()
     except botocore.exceptions.ClientError as error:
-        if _code(error) in GONE_CODES:
+        if error_code(error) in GONE_CODES:
             return False
         raise
     return True
@@ -331,7 +328,7 @@ def find_orphans(wb) -> Orphans:
                 import json as _json
                 sids = {st.get("Sid") for st in _json.loads(policy).get("Statement", [])}
             except botocore.exceptions.ClientError as error:
-                if _code(error) not in GONE_CODES:
+                if error_code(error) not in GONE_CODES:
                     raise
                 sids = set()
             if names.statement_id in sids:

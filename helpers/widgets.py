@@ -303,7 +303,9 @@ def arn_input(label: str, value: str, validator: Callable[[str], str | None],
 
 
 def _not_found(error) -> bool:
-    return getattr(error, "response", {}).get("Error", {}).get("Code") in ("ResourceNotFoundException",)
+    from helpers.workbook import error_code
+
+    return error_code(error) == "ResourceNotFoundException"
 
 
 def function_exists(wb) -> Callable[[str], str | None]:
