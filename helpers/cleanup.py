@@ -52,6 +52,7 @@ import botocore.exceptions
 
 from helpers import REPO_ROOT
 from helpers.keys import key_paths
+from helpers.tables import text_table
 from helpers.workbook import error_code
 
 #: Deletion order: each kind only after everything that depends on it.
@@ -204,10 +205,8 @@ def format_steps(steps: list[Step]) -> str:
     """A plain-text table: a header line, then one line per step."""
     if not steps:
         return "Nothing recorded: there is nothing to delete."
-    rows = [("KIND", "RESOURCE", "ACTION", "OUTCOME")] + [(s.kind, _shown(s), s.action, s.outcome) for s in steps]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
-                     for row in rows)
+    return text_table([("KIND", "RESOURCE", "ACTION", "OUTCOME")] +
+                      [(s.kind, _shown(s), s.action, s.outcome) for s in steps])
 
 
 # --- resources the record lost: found by tag, name prefix and the keys folder ----------------------------

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from helpers import REPO_ROOT
+from helpers.tables import text_table
 
 OK, FAIL, NOTE = "ok", "FAIL", "note"
 MINIMUM = (3, 11)  # as scripts/venv.py: ipykernel 7.4.0 requires Python >=3.11
@@ -347,10 +348,9 @@ def main(argv: list[str] | None = None) -> int:
         env = dict(os.environ, WORKBOOK_DOCTOR_HERE="1")
         return subprocess.call([str(own_venv), "-m", "helpers.doctor", *(argv or [])], cwd=REPO_ROOT, env=env)
     report = checks(probe_sandbox="--quick" not in (argv or []))
-    width = max(len(c.name) for c in report)
-    for c in report:
-        mark = {OK: "ok  ", FAIL: "!!  ", NOTE: "--  "}[c.status]
-        print(f"{mark}{c.name:<{width}}  {c.detail}" + (f"  [fix: {c.fix}]" if c.blocking else ""))
+    marks = {OK: "ok  ", FAIL: "!!  ", NOTE: "--  "}
+    print(text_table((marks[c.status] + c.name, c.detail + (f"  [fix: {c.fix}]" if c.blocking else ""))
+                     for c in report))
     print(verdict(report))
     return 1 if any(c.blocking for c in report) else 0
 

@@ -52,6 +52,7 @@ from typing import Any, Callable, Iterable
 import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
+from helpers.tables import text_table
 from helpers.targets import TARGETS
 
 __all__ = ["ActionTokenSender", "ArnInput", "Hinted", "MessageView", "TargetChooser", "action_token_sender",
@@ -439,15 +440,7 @@ def format_messages(messages) -> str:
     rows = _rows(messages)
     if not rows:
         return "No messages yet."
-    rows.insert(0, tuple(name.upper() for name in _COLUMNS))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    indent = " " * (sum(widths) + 2 * 4)
-    lines = []
-    for row in rows:
-        first, *rest = row[4].split("\n")
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + first)
-        lines.extend(indent + line for line in rest)
-    return "\n".join(lines)
+    return text_table([tuple(name.upper() for name in _COLUMNS), *rows])
 
 
 class MessageView(Hinted, widgets.VBox):
