@@ -233,16 +233,12 @@ def check_learner_sandbox() -> Check:
 
 
 def check_orphans() -> Check:
-    """Workbook resources a lost state file no longer lists (helpers.cleanup.find_orphans, issue 9)."""
-    # --- call site for helpers.cleanup.find_orphans(wb) -> Orphans(.resources, .summary()) -----------------
-    try:
-        from helpers.cleanup import find_orphans
-    except ImportError:
-        return Check("orphans", NOTE, "not looked for (this version of helpers.cleanup cannot)")
+    """Workbook resources a lost state file no longer lists (:func:`helpers.cleanup.find_orphans`)."""
     import contextlib
     import io
 
     from helpers import sandbox
+    from helpers.cleanup import find_orphans
     from helpers.state import WorkbookState, default_path
     if not default_path().exists():
         return Check("orphans", NOTE, "not looked for (no state file yet)")
