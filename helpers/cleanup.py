@@ -43,7 +43,6 @@ iam-role         custom-auth-function-role-abc123  delete role      would delete
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -52,6 +51,7 @@ import botocore.exceptions
 
 from helpers import REPO_ROOT
 from helpers.keys import key_paths
+from helpers.state import NAME_PREFIXES, SUFFIX_RE
 from helpers.tables import text_table
 from helpers.workbook import error_code
 
@@ -211,8 +211,7 @@ def format_steps(steps: list[Step]) -> str:
 
 # --- resources the record lost: found by tag, name prefix and the keys folder ----------------------------
 
-_SUFFIX = re.compile(r"[a-z0-9]{6}")
-PREFIXES = {"iot-authorizer": "my-new-authorizer-", "lambda-function": "custom-auth-function-"}
+PREFIXES = {"iot-authorizer": NAME_PREFIXES["authorizer"], "lambda-function": NAME_PREFIXES["function"]}
 
 
 @dataclass
@@ -290,7 +289,7 @@ def find_orphans(wb) -> Orphans:
             if not name.startswith(PREFIXES["iot-authorizer"]):
                 continue
             suffix = name[len(PREFIXES["iot-authorizer"]):]
-            if not _SUFFIX.fullmatch(suffix):
+            if not SUFFIX_RE.fullmatch(suffix):
                 continue
             seen_suffixes.add(suffix)
             if wb.target == "sandbox":
@@ -305,9 +304,9 @@ def find_orphans(wb) -> Orphans:
     for page in awslambda.get_paginator("list_functions").paginate():
         for fn in page.get("Functions", []):
             name = fn["FunctionName"]
-            if name.startswith(PREFIXES["lambda-function"]) and not name.startswith("custom-auth-function-role-"):
+            if name.startswith(PREFIXES["lambda-function"]) and not name.startswith(NAME_PREFIXES["role"]):
                 suffix = name[len(PREFIXES["lambda-function"]):]
-                if not _SUFFIX.fullmatch(suffix):
+                if not SUFFIX_RE.fullmatch(suffix):
                     continue
                 if wb.target == "sandbox":
                     suffixes.setdefault(suffix, "in this sandbox")
