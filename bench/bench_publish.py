@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import requests  # noqa: E402
 from common import deploy  # noqa: E402
 from helpers import sandbox  # noqa: E402
-from helpers.sandbox.subscriber import Subscription  # noqa: E402
+
 
 def run(settings, clients: int, seconds: float, request) -> dict:
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -102,7 +102,7 @@ def main() -> int:
                       f"{base_result['p99']:8.2f}  {'-':>18}  {'1.00':>11}")
                 for caching in (True, False):
                     label = f"c{clients}-{'on' if caching else 'off'}"
-                    with Subscription(settings, f"bench/{label}/#") as sub:
+                    with settings.watch(f"bench/{label}/#") as sub:
                         result = run(settings, clients, args.seconds, publisher(caching, label))
                         deadline = time.monotonic() + 10
                         while len(sub.messages) < result["accepted"] and time.monotonic() < deadline:

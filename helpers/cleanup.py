@@ -43,15 +43,17 @@ iam-role         custom-auth-function-role-abc123  delete role      would delete
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import botocore.exceptions
 
+from helpers import REPO_ROOT
 from helpers.keys import key_paths
-from helpers.state import REPO_ROOT
+from helpers.state import NAME_PREFIXES, SUFFIX_RE
+from helpers.tables import text_table
+from helpers.workbook import error_code
 
 #: Deletion order: each kind only after everything that depends on it.
 ORDER = ("iot-logging", "iot-authorizer", "lambda-permission", "lambda-function", "iam-role-policy", "iam-role", "key-pair")
@@ -88,7 +90,7 @@ def _delete_authorizer(wb, name: str) -> None:
     try:
         default = iot.describe_default_authorizer().get("authorizerDescription", {}).get("authorizerName")
     except botocore.exceptions.ClientError as error:
-        if _code(error) not in GONE_CODES:  # ResourceNotFoundException here means "no default is set"
+        if error_code(error) not in GONE_CODES:  # ResourceNotFoundException here means "no default is set"
             raise
         default = None
     if default == name:
@@ -141,10 +143,6 @@ ACTIONS: dict[str, tuple[str, Callable[[Any, str], None]]] = {
 }
 
 
-def _code(error: botocore.exceptions.ClientError) -> str | None:
-    return error.response.get("Error", {}).get("Code")
-
-
 def _ordered(resources: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """Known kinds in ORDER (newest first within a kind), then unknown kinds, newest first."""
     newest_first = list(reversed(resources))
@@ -163,8 +161,8 @@ def _run(wb, kind: str, resource_id: str) -> Step:
     except _Gone:
         outcome = ALREADY_GONE
     except botocore.exceptions.ClientError as error:
-        if _code(error) not in GONE_CODES:
-            return Step(kind, resource_id, action, f"failed: {_code(error)}: {_message(error)}")
+        if error_code(error) not in GONE_CODES:
+            return Step(kind, resource_id, action, f"failed: {error_code(error)}: {_message(error)}")
         outcome = ALREADY_GONE
     except (botocore.exceptions.BotoCoreError, OSError, ValueError) as error:
         return Step(kind, resource_id, action, f"failed: {error}")
@@ -207,16 +205,13 @@ def format_steps(steps: list[Step]) -> str:
     """A plain-text table: a header line, then one line per step."""
     if not steps:
         return "Nothing recorded: there is nothing to delete."
-    rows = [("KIND", "RESOURCE", "ACTION", "OUTCOME")] + [(s.kind, _shown(s), s.action, s.outcome) for s in steps]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "  " + row[3]
-                     for row in rows)
+    return text_table([("KIND", "RESOURCE", "ACTION", "OUTCOME")] +
+                      [(s.kind, _shown(s), s.action, s.outcome) for s in steps])
 
 
 # --- resources the record lost: found by tag, name prefix and the keys folder ----------------------------
 
-_SUFFIX = re.compile(r"[a-z0-9]{6}")
-PREFIXES = {"iot-authorizer": "my-new-authorizer-", "lambda-function": "custom-auth-function-"}
+PREFIXES = {"iot-authorizer": NAME_PREFIXES["authorizer"], "lambda-function": NAME_PREFIXES["function"]}
 
 
 @dataclass
@@ -263,7 +258,7 @@ def _exists(call) -> bool:
     try:
         call()
     except botocore.exceptions.ClientError as error:
-        if _code(error) in GONE_CODES:
+        if error_code(error) in GONE_CODES:
             return False
         raise
     return True
@@ -294,7 +289,7 @@ def find_orphans(wb) -> Orphans:
             if not name.startswith(PREFIXES["iot-authorizer"]):
                 continue
             suffix = name[len(PREFIXES["iot-authorizer"]):]
-            if not _SUFFIX.fullmatch(suffix):
+            if not SUFFIX_RE.fullmatch(suffix):
                 continue
             seen_suffixes.add(suffix)
             if wb.target == "sandbox":
@@ -309,9 +304,9 @@ def find_orphans(wb) -> Orphans:
     for page in awslambda.get_paginator("list_functions").paginate():
         for fn in page.get("Functions", []):
             name = fn["FunctionName"]
-            if name.startswith(PREFIXES["lambda-function"]) and not name.startswith("custom-auth-function-role-"):
+            if name.startswith(PREFIXES["lambda-function"]) and not name.startswith(NAME_PREFIXES["role"]):
                 suffix = name[len(PREFIXES["lambda-function"]):]
-                if not _SUFFIX.fullmatch(suffix):
+                if not SUFFIX_RE.fullmatch(suffix):
                     continue
                 if wb.target == "sandbox":
                     suffixes.setdefault(suffix, "in this sandbox")
@@ -331,7 +326,7 @@ def find_orphans(wb) -> Orphans:
                 import json as _json
                 sids = {st.get("Sid") for st in _json.loads(policy).get("Statement", [])}
             except botocore.exceptions.ClientError as error:
-                if _code(error) not in GONE_CODES:
+                if error_code(error) not in GONE_CODES:
                     raise
                 sids = set()
             if names.statement_id in sids:

@@ -18,7 +18,8 @@ What is here:
   that answer with MQTT reason-code names: the plain twin of the console;
 - :func:`device_console`: a widget with a client id, a password, Connect/Disconnect,
   Publish and a live message list, doing exactly what :class:`Device` does;
-- :func:`username`, :func:`masked`, :func:`mosquitto_commands`: the wire by hand.
+- :func:`username`, :func:`masked`, :func:`mosquitto_commands`: the wire by hand
+  (:func:`host_and_port` comes from :mod:`helpers.mqtt`).
 
 The same code runs against AWS and the sandbox: ``endpoint`` is ``wb.data_endpoint``
 (``host`` on AWS, so port 443; ``host:port`` on the sandbox) and ``ca_file`` is
@@ -26,10 +27,6 @@ The same code runs against AWS and the sandbox: ``endpoint`` is ``wb.data_endpoi
 
 Usage:
 
->>> host_and_port("abc-ats.iot.us-west-2.amazonaws.com")
-('abc-ats.iot.us-west-2.amazonaws.com', 443)
->>> host_and_port("localhost:8443")
-('localhost', 8443)
 >>> u = username("sensor-1", authorizer="my-authorizer", signature="ab+c/d==", token_key_name="tokenKeyName",
 ...              token="tokenKeyValue")
 >>> print(u.replace("&", "\\n  &"))
@@ -57,13 +54,15 @@ from urllib.parse import quote
 import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
+from helpers.mqtt import host_and_port
 from helpers.topics import Message
 from helpers.widgets import Hinted, format_messages, messages_html
+from helpers.workbook import FUNCTION_DIR
 
 __all__ = ["ConnectOutcome", "Device", "DeviceConsole", "DeviceError", "DeviceEvents", "device_console",
-           "host_and_port", "load_function", "masked", "mosquitto_commands", "username"]
+           "load_function", "masked", "mosquitto_commands", "username"]
 
-FUNCTION_FILE = Path(__file__).resolve().parents[1] / "functions" / "custom_auth" / "lambda_function.py"
+FUNCTION_FILE = FUNCTION_DIR / "lambda_function.py"
 AUTHORIZER_PARAM = "x-amz-customauthorizer-name"
 SIGNATURE_PARAM = "x-amz-customauthorizer-signature"
 #: Seconds a cell waits for the broker's answer (CONNACK, SUBACK, PUBACK).
@@ -72,14 +71,6 @@ TIMEOUT = 15.0
 
 class DeviceError(WorkbookError):
     """The device could not do what was asked (not connected, no answer in time); the message says what to do."""
-
-
-def host_and_port(endpoint: str) -> tuple[str, int]:
-    """``host`` → (host, 443), as on AWS; ``host:port`` → (host, port), as on the sandbox."""
-    host, sep, port = endpoint.strip().rpartition(":")
-    if sep and port.isdigit():
-        return host, int(port)
-    return endpoint.strip(), 443
 
 
 def load_function(path: Path = FUNCTION_FILE):

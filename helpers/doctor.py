@@ -38,7 +38,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import REPO_ROOT
+from helpers.tables import text_table
+
 OK, FAIL, NOTE = "ok", "FAIL", "note"
 MINIMUM = (3, 11)  # as scripts/venv.py: ipykernel 7.4.0 requires Python >=3.11
 INSTALL_FIX = "`make venv` (online) or `make venv OFFLINE=wheels/` (from the instructor's wheelhouse)"
@@ -63,7 +65,7 @@ class Check:
 
 
 def _venv_script():
-    spec = importlib.util.spec_from_file_location("_workbook_venv_script", ROOT / "scripts" / "venv.py")
+    spec = importlib.util.spec_from_file_location("_workbook_venv_script", REPO_ROOT / "scripts" / "venv.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -88,7 +90,7 @@ def _first_line(out: subprocess.CompletedProcess | None) -> str:
 
 def check_host() -> Check:
     from helpers.host import problem
-    found = problem(ROOT)
+    found = problem(REPO_ROOT)
     return Check("platform", FAIL, found, "see docs/setup.md") if found else Check("platform", OK, sys.platform)
 
 
@@ -102,7 +104,7 @@ def check_python() -> Check:
 
 
 def _is_own_venv() -> bool:
-    return Path(sys.prefix).resolve() == (ROOT / ".venv").resolve()
+    return Path(sys.prefix).resolve() == (REPO_ROOT / ".venv").resolve()
 
 
 def check_packages(script=None) -> list[Check]:
@@ -112,11 +114,11 @@ def check_packages(script=None) -> list[Check]:
         info = json.loads(out.stdout.strip().splitlines()[-1])
     except (AttributeError, ValueError, IndexError):
         return [Check("packages", FAIL, "could not list this Python's packages", INSTALL_FIX)]
-    wrong = script.problems(info, root=str(ROOT))
+    wrong = script.problems(info, root=str(REPO_ROOT))
     pins = script.read_pins()
     found = [Check("packages", FAIL, "; ".join(wrong), INSTALL_FIX) if wrong
              else Check("packages", OK, f"all {len(pins)} pins of requirements.txt match, and this checkout's helpers")]
-    lock = ROOT / "requirements.lock"
+    lock = REPO_ROOT / "requirements.lock"
     if lock.exists():
         have = {script.canonical(n): v for n, v in info["packages"].items()}
         drift = [f"{n} {have[script.canonical(n)]} (lock {v})" for n, v in script.read_pins(str(lock))
@@ -156,7 +158,7 @@ def check_kernel() -> Check:
         return Check("kernel", FAIL, f"the python3 kernel ({spec['dir']}) runs {spec['python']}, which lacks "
                      "ipykernel or the workbook's helpers",
                      f"remove that kernel (`jupyter kernelspec remove python3`), then {INSTALL_FIX}")
-    if Path(probe.stdout.strip()).resolve() != (ROOT / "helpers").resolve():
+    if Path(probe.stdout.strip()).resolve() != (REPO_ROOT / "helpers").resolve():
         return Check("kernel", FAIL, f"the python3 kernel imports helpers from another checkout "
                      f"({probe.stdout.strip()})", f"run {INSTALL_FIX} in this checkout")
     return Check("kernel", OK, f"python3 runs {spec['python']}")
@@ -182,10 +184,10 @@ def _writable(path: Path) -> str | None:
 
 
 def check_homes() -> list[Check]:
+    from helpers.state import default_path
     env_home = os.environ.get("IOT_SANDBOX_HOME")
-    sandbox_home = Path(env_home).expanduser() if env_home else ROOT / ".workbook" / "sandbox"
-    env_state = os.environ.get("WORKBOOK_STATE_DIR")
-    state_dir = Path(env_state).expanduser() if env_state else ROOT / ".workbook"
+    sandbox_home = Path(env_home).expanduser() if env_home else REPO_ROOT / ".workbook" / "sandbox"
+    state_dir = default_path().parent
     found = []
     for name, path, variable in (("sandbox home", sandbox_home, "IOT_SANDBOX_HOME"),
                                  ("state folder", state_dir, "WORKBOOK_STATE_DIR")):
@@ -231,16 +233,12 @@ def check_learner_sandbox() -> Check:
 
 
 def check_orphans() -> Check:
-    """Workbook resources a lost state file no longer lists (helpers.cleanup.find_orphans, issue 9)."""
-    # --- call site for helpers.cleanup.find_orphans(wb) -> Orphans(.resources, .summary()) -----------------
-    try:
-        from helpers.cleanup import find_orphans
-    except ImportError:
-        return Check("orphans", NOTE, "not looked for (this version of helpers.cleanup cannot)")
+    """Workbook resources a lost state file no longer lists (:func:`helpers.cleanup.find_orphans`)."""
     import contextlib
     import io
 
     from helpers import sandbox
+    from helpers.cleanup import find_orphans
     from helpers.state import WorkbookState, default_path
     if not default_path().exists():
         return Check("orphans", NOTE, "not looked for (no state file yet)")
@@ -339,17 +337,16 @@ def verdict(report: list[Check]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    own_venv = ROOT / ".venv" / "bin" / "python"
+    own_venv = REPO_ROOT / ".venv" / "bin" / "python"
     if (own_venv.exists() and not _is_own_venv() and os.environ.get("WORKBOOK_DOCTOR_HERE") != "1"
             and os.environ.get("WORKBOOK_VENV") is None):
-        print(f"(checking this checkout's .venv: running the doctor with {own_venv.relative_to(ROOT)})", flush=True)
+        print(f"(checking this checkout's .venv: running the doctor with {own_venv.relative_to(REPO_ROOT)})", flush=True)
         env = dict(os.environ, WORKBOOK_DOCTOR_HERE="1")
-        return subprocess.call([str(own_venv), "-m", "helpers.doctor", *(argv or [])], cwd=ROOT, env=env)
+        return subprocess.call([str(own_venv), "-m", "helpers.doctor", *(argv or [])], cwd=REPO_ROOT, env=env)
     report = checks(probe_sandbox="--quick" not in (argv or []))
-    width = max(len(c.name) for c in report)
-    for c in report:
-        mark = {OK: "ok  ", FAIL: "!!  ", NOTE: "--  "}[c.status]
-        print(f"{mark}{c.name:<{width}}  {c.detail}" + (f"  [fix: {c.fix}]" if c.blocking else ""))
+    marks = {OK: "ok  ", FAIL: "!!  ", NOTE: "--  "}
+    print(text_table((marks[c.status] + c.name, c.detail + (f"  [fix: {c.fix}]" if c.blocking else ""))
+                     for c in report))
     print(verdict(report))
     return 1 if any(c.blocking for c in report) else 0
 

@@ -22,6 +22,8 @@ import json
 
 import botocore.exceptions
 
+from helpers.workbook import error_code
+
 LOGGING_POLICY = "arn:aws:iam::aws:policy/service-role/AWSIoTLogging"
 TRUST_IOT = {"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
@@ -29,16 +31,12 @@ KIND = "iot-logging"
 NEVER_CONFIGURED = "never-configured"
 
 
-def _code(error: botocore.exceptions.ClientError) -> str | None:
-    return error.response.get("Error", {}).get("Code")
-
-
 def previous_options(wb) -> str:
     """The account's logging options now, as the record clean-up restores (``never-configured`` if none)."""
     try:
         options = wb.client("iot").get_v2_logging_options()
     except botocore.exceptions.ClientError as error:
-        if _code(error) != "NotConfiguredException":
+        if error_code(error) != "NotConfiguredException":
             raise
         return NEVER_CONFIGURED
     options.pop("ResponseMetadata", None)
@@ -54,7 +52,7 @@ def logging_role(wb) -> str:
         # CLI: aws iam get-role --role-name NAME
         arn = iam.get_role(RoleName=name)["Role"]["Arn"]
     except botocore.exceptions.ClientError as error:
-        if _code(error) != "NoSuchEntity":
+        if error_code(error) != "NoSuchEntity":
             raise
         # CLI: aws iam create-role --role-name NAME --assume-role-policy-document file://trust-iot.json
         arn = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(TRUST_IOT),
@@ -74,7 +72,7 @@ def restore(wb, previous: str) -> None:
         try:
             current = iot.get_v2_logging_options()
         except botocore.exceptions.ClientError as error:
-            if _code(error) == "NotConfiguredException":
+            if error_code(error) == "NotConfiguredException":
                 return
             raise
         # CLI: aws iot set-v2-logging-options --role-arn ROLE_ARN --default-log-level DISABLED --disable-all-logs

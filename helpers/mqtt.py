@@ -50,8 +50,8 @@ ALGORITHM = "AWS4-HMAC-SHA256"
 #: AWS IoT's longest WebSocket connection lasts 24 hours; its presigned URLs need not outlive that.
 MAX_EXPIRES = 86400
 
-__all__ = ["MqttError", "MqttConnectionError", "MqttTimeoutError", "MqttWatch", "Message", "presigned_url",
-           "watch_from_session"]
+__all__ = ["MqttError", "MqttConnectionError", "MqttTimeoutError", "MqttWatch", "Message", "host_and_port",
+           "presigned_url", "watch_from_session"]
 
 
 class MqttError(WorkbookError):
@@ -66,8 +66,14 @@ class MqttTimeoutError(MqttError):
     """Fewer messages arrived than expected within the time allowed."""
 
 
-def _split_endpoint(endpoint: str) -> tuple[str, int]:
-    """``host[:port]`` (a ``wss://``/``https://`` prefix and a path are tolerated) → (host, port)."""
+def host_and_port(endpoint: str) -> tuple[str, int]:
+    """``host`` → (host, 443), as on AWS; ``host:port`` → (host, port), as on the sandbox.
+
+    A ``wss://``/``https://`` prefix and a path are tolerated.
+
+    >>> host_and_port("abc-ats.iot.us-west-2.amazonaws.com"), host_and_port("wss://localhost:8443/mqtt")
+    (('abc-ats.iot.us-west-2.amazonaws.com', 443), ('localhost', 8443))
+    """
     text = endpoint.strip()
     for prefix in ("wss://", "https://"):
         if text.startswith(prefix):
@@ -122,7 +128,7 @@ def presigned_url(endpoint: str, region: str, credentials, *, now: dt.datetime |
       &X-Amz-Signature=...
       &X-Amz-Security-Token=tok%2Fen%2B%3D
     """
-    host, port = _split_endpoint(endpoint)
+    host, port = host_and_port(endpoint)
     access_key, secret_key, token = _frozen(credentials)
     if not access_key or not secret_key:
         raise MqttConnectionError("No AWS credentials to sign the MQTT over WebSocket URL with: configure "
@@ -171,7 +177,7 @@ class MqttWatch:
         if problem:
             raise MqttError(f"Cannot watch {topic_filter!r}: {problem}.")
         self.endpoint = endpoint
-        self.host, self.port = _split_endpoint(endpoint)
+        self.host, self.port = host_and_port(endpoint)
         self.region = region
         self.credentials = credentials
         self.topic_filter = topic_filter

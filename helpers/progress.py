@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 from helpers.errors import StateFileError
-from helpers.state import REPO_ROOT, WorkbookState, _read, default_path
+from helpers import REPO_ROOT
+from helpers.state import WorkbookState, _read, default_path
 
 MARKS = "stages_done"
 #: A value saved by a stage, by notebook name without its number (survives renumbering).

@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlencode
 
 import requests
@@ -48,7 +48,12 @@ SIGNATURE_HEADER = "x-amz-customauthorizer-signature"
 TIMEOUT = 15
 
 __all__ = ["AUTHORIZER_HEADER", "SIGNATURE_HEADER", "PublishConnectionError", "PublishError", "PublishResult",
-           "curl_command", "custom_auth_headers", "signature_setup", "publish_url", "query_auth_url", "send"]
+           "curl_command", "custom_auth_headers", "custom_auth_inputs", "signature_setup", "publish_url",
+           "query_auth_url", "send"]
+#: What a request through the custom authorizer needs from the earlier notebooks, and the notebook that records each.
+RECORDED_BY = {"private_key_path": "02-key-pair", "authorizer_arn": "03-create-authorizer",
+               "token_key_name": "03-create-authorizer", "statement_id": "04-grant-permission",
+               "token": "05-test-invoke"}
 
 
 class PublishError(WorkbookError):
@@ -57,6 +62,38 @@ class PublishError(WorkbookError):
 
 class PublishConnectionError(PublishError):
     """The data endpoint could not be reached, did not answer in time, or its certificate was not trusted."""
+
+
+class CustomAuthInputs(NamedTuple):
+    token_key_name: str
+    token: str
+    private_key_path: str
+
+
+def custom_auth_inputs(state, **also_needed: str) -> CustomAuthInputs:
+    """The token key name, the token and the private key's path, as notebooks 02-05 recorded them.
+
+    Checks everything a request through the custom authorizer needs (:data:`RECORDED_BY`: the
+    authorizer and its permission too) at once, so a :class:`~helpers.errors.NotReadyError` names every
+    notebook still to run; ``also_needed`` adds ``key="notebook"`` pairs. The notebook signs the token.
+
+    >>> import tempfile, pathlib
+    >>> from helpers.state import WorkbookState
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> state = WorkbookState.load(pathlib.Path(tmp.name) / "state.json")
+    >>> state.set(private_key_path="k.pem", authorizer_arn="arn", token_key_name="tokenKeyName", statement_id="Id")
+    >>> custom_auth_inputs(state)
+    Traceback (most recent call last):
+    ...
+    helpers.errors.NotReadyError: token is not recorded yet: run notebook 05-test-invoke first, then run this cell again.
+    >>> state.set(token="tokenKeyValue")
+    >>> token_key_name, token, private_key_path = custom_auth_inputs(state)
+    >>> token_key_name, token, private_key_path
+    ('tokenKeyName', 'tokenKeyValue', 'k.pem')
+    >>> tmp.cleanup()
+    """
+    state.require_all(**RECORDED_BY, **also_needed)
+    return CustomAuthInputs(state["token_key_name"], state["token"], state["private_key_path"])
 
 
 def _query(pairs: list[tuple[str, str]]) -> str:

@@ -36,6 +36,8 @@ from typing import Any, Iterator
 
 import botocore.exceptions
 
+from helpers.workbook import error_code
+
 #: AWS's error codes for "a resource with this name/id exists already".
 ALREADY_EXISTS_CODES = ("EntityAlreadyExists", "ResourceAlreadyExistsException", "ResourceConflictException")
 
@@ -51,10 +53,7 @@ class Outcome:
 
 
 def _already_exists(exc: BaseException) -> bool:
-    if not isinstance(exc, botocore.exceptions.ClientError):
-        return False
-    error = exc.response.get("Error", {})
-    return error.get("Code") in ALREADY_EXISTS_CODES and "exist" in str(error.get("Message", "")).lower()
+    return error_code(exc) in ALREADY_EXISTS_CODES and "exist" in str(exc.response["Error"].get("Message", "")).lower()
 
 
 @contextmanager

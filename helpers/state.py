@@ -58,20 +58,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from helpers.errors import ConfigurationError, NotReadyError, StateFileError
+from helpers import REPO_ROOT
+from helpers.errors import NotReadyError, StateFileError
+from helpers.targets import DEFAULT_TARGET, TARGETS, check_target
 
-#: The folder that holds ``helpers/``.
-REPO_ROOT = Path(__file__).resolve().parent.parent
 STATE_DIR_ENV = "WORKBOOK_STATE_DIR"
 TARGET_ENV = "WORKBOOK_TARGET"
 STATE_FILE_NAME = "state.json"
 DEFAULT_REGION = "us-west-2"
-DEFAULT_TARGET = "sandbox"
-TARGETS = ("sandbox", "aws")
 FORMAT_VERSION = 1
 
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
-_SUFFIX = re.compile(r"[a-z0-9]{6}")
+#: The suffix every workbook resource name ends in (:func:`new_suffix`).
+SUFFIX_RE = re.compile(r"[a-z0-9]{6}")
+#: Each resource name is its prefix and the suffix.
+NAME_PREFIXES = {
+    "function": "custom-auth-function-",
+    "role": "custom-auth-function-role-",
+    "authorizer": "my-new-authorizer-",
+    "statement_id": "Id-",
+    "logging_role": "custom-auth-iot-logging-role-",
+}
 
 #: AWS's rules for each name (pattern, maximum length), from the botocore models:
 #: iot AuthorizerName, lambda FunctionName (name form), iam roleNameType,
@@ -97,13 +104,7 @@ class Names:
 
     @classmethod
     def for_suffix(cls, suffix: str) -> "Names":
-        names = cls(
-            function=f"custom-auth-function-{suffix}",
-            role=f"custom-auth-function-role-{suffix}",
-            authorizer=f"my-new-authorizer-{suffix}",
-            statement_id=f"Id-{suffix}",
-            logging_role=f"custom-auth-iot-logging-role-{suffix}",
-        )
+        names = cls(**{field: prefix + suffix for field, prefix in NAME_PREFIXES.items()})
         for field, (pattern, limit) in NAME_RULES.items():
             value = getattr(names, field)
             if not pattern.fullmatch(value) or len(value) > limit:
@@ -206,10 +207,10 @@ class WorkbookState:
             raise ValueError("the suffix cannot be removed: every resource name depends on it.")
         cleaned = {key: str(value) if isinstance(value, Path) else value
                    for key, value in values.items() if value is not None}
-        if "suffix" in cleaned and not (isinstance(cleaned["suffix"], str) and _SUFFIX.fullmatch(cleaned["suffix"])):
+        if "suffix" in cleaned and not (isinstance(cleaned["suffix"], str) and SUFFIX_RE.fullmatch(cleaned["suffix"])):
             raise ValueError("suffix must be 6 lowercase letters or digits.")
         if "target" in cleaned:
-            cleaned["target"] = _check_target(cleaned["target"], "the target value")
+            cleaned["target"] = check_target(cleaned["target"], "the target value")
         try:
             json.dumps(cleaned)
         except (TypeError, ValueError) as error:
@@ -287,7 +288,7 @@ class WorkbookState:
         """``sandbox`` or ``aws``: ``WORKBOOK_TARGET`` if set, else the file, else ``sandbox``."""
         from_env = os.environ.get(TARGET_ENV)
         if from_env:
-            return _check_target(from_env, f"the environment variable {TARGET_ENV}")
+            return check_target(from_env, f"the environment variable {TARGET_ENV}")
         return self.get("target") or DEFAULT_TARGET
 
     # --- clean-up bookkeeping -------------------------------------------------
@@ -337,16 +338,6 @@ class WorkbookState:
         return info.st_ino, info.st_mtime_ns, info.st_size
 
 
-def _check_target(value: Any, source: str) -> str:
-    cleaned = str(value).strip().lower()
-    if cleaned not in TARGETS:
-        raise ConfigurationError(
-            f"{source} is {value!r}; it must be 'sandbox' (the local stand-in) or 'aws' "
-            "(your AWS account)."
-        )
-    return cleaned
-
-
 def _fix_hint(path: Path) -> str:
     return (
         f"To start over, delete {path} (or call WorkbookState.load(reset_corrupt=True) to "
@@ -387,7 +378,7 @@ def _problem_with(data: Any) -> str | None:
     values = data.get("values")
     if not isinstance(values, dict):
         return "'values' is not an object"
-    if not (isinstance(values.get("suffix"), str) and _SUFFIX.fullmatch(values["suffix"])):
+    if not (isinstance(values.get("suffix"), str) and SUFFIX_RE.fullmatch(values["suffix"])):
         return "'suffix' is missing or is not 6 lowercase letters or digits"
     if values.get("target", DEFAULT_TARGET) not in TARGETS:
         return f"'target' is {values['target']!r}, not 'sandbox' or 'aws'"

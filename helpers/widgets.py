@@ -52,6 +52,8 @@ from typing import Any, Callable, Iterable
 import ipywidgets as widgets
 
 from helpers.errors import WorkbookError
+from helpers.tables import text_table
+from helpers.targets import TARGETS
 
 __all__ = ["ActionTokenSender", "ArnInput", "Hinted", "MessageView", "TargetChooser", "action_token_sender",
            "arn_input", "format_messages", "message_view", "messages_html", "target_chooser",
@@ -110,7 +112,7 @@ class TargetChooser(Hinted, widgets.VBox):
         self._state = state
         current = state or WorkbookState.load()
         self.target = widgets.ToggleButtons(
-            options=[("sandbox", "sandbox"), ("aws", "aws")], value=current.target, description="Target:",
+            options=list(TARGETS), value=current.target, description="Target:",
             tooltips=["The local stand-in: offline, free", "Your AWS account (boto3's credentials)"],
             style=_LABEL_STYLE)
         self.region = widgets.Text(value=current.region, description="Region:", placeholder="us-west-2",
@@ -124,15 +126,18 @@ class TargetChooser(Hinted, widgets.VBox):
 
     def use(self):
         """Record the chosen target and region (``choose_target``) and show the result. Returns the Workbook."""
-        from helpers.sandbox import SandboxError
         from helpers.workbook import choose_target
 
         target, region = self.target.value, self.region.value.strip()
+        expected: tuple[type[Exception], ...] = (WorkbookError,)
+        if target == "sandbox":  # only then: the aws path never loads helpers.sandbox
+            from helpers.sandbox import SandboxError
+            expected += (SandboxError,)
         _set_text(self.output, f"Opening the workbook on {target} ({region})…")
         self.button.disabled = True
         try:
             self.workbook, self.error = choose_target(target, region, self._state), None
-        except (WorkbookError, SandboxError) as error:
+        except expected as error:
             self.workbook, self.error = None, f"{type(error).__name__}: {error}"
             _set_text(self.output, f"✗ {self.error}")
         else:
@@ -299,7 +304,9 @@ def arn_input(label: str, value: str, validator: Callable[[str], str | None],
 
 
 def _not_found(error) -> bool:
-    return getattr(error, "response", {}).get("Error", {}).get("Code") in ("ResourceNotFoundException",)
+    from helpers.workbook import error_code
+
+    return error_code(error) == "ResourceNotFoundException"
 
 
 def function_exists(wb) -> Callable[[str], str | None]:
@@ -433,15 +440,7 @@ def format_messages(messages) -> str:
     rows = _rows(messages)
     if not rows:
         return "No messages yet."
-    rows.insert(0, tuple(name.upper() for name in _COLUMNS))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    indent = " " * (sum(widths) + 2 * 4)
-    lines = []
-    for row in rows:
-        first, *rest = row[4].split("\n")
-        lines.append("  ".join(cell.ljust(w) for cell, w in zip(row[:4], widths)) + "  " + first)
-        lines.extend(indent + line for line in rest)
-    return "\n".join(lines)
+    return text_table([tuple(name.upper() for name in _COLUMNS), *rows])
 
 
 class MessageView(Hinted, widgets.VBox):

@@ -35,11 +35,11 @@ from typing import Any, Callable
 import boto3
 import botocore.exceptions
 
+from . import REPO_ROOT
 from .errors import ConfigurationError, WorkbookError
 from .state import WorkbookState
+from .targets import SANDBOX_CA_NAME, SANDBOX_KEY_PREFIX, check_target
 
-TARGETS = ("sandbox", "aws")
-REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The authorizer function's source folder, deployed by notebook 01.
 FUNCTION_DIR = REPO_ROOT / "functions" / "custom_auth"
 #: The tag every resource the workbook creates carries (value: the workbook's suffix).
@@ -171,9 +171,7 @@ def _isolated_botocore():
 def open_workbook(target: str | None = None, state: WorkbookState | None = None) -> Workbook:
     """The workbook for the target in the state file (or ``target``), started/checked and ready."""
     state = state or WorkbookState.load()
-    target = (target or state.target).strip().lower()
-    if target not in TARGETS:
-        raise ConfigurationError(f"Unknown target {target!r}: choose 'sandbox' or 'aws'.")
+    target = check_target(target or state.target, "The target")
     if target == "sandbox":
         from . import sandbox
 
@@ -212,8 +210,6 @@ def _checked(wb: Workbook) -> Workbook:
     return wb
 
 
-#: The sandbox's access key ids start with this (helpers.sandbox generates one per home).
-SANDBOX_KEY_PREFIX = "SANDBOX"
 #: Set to 1 only by a test that drives the aws code path against the sandbox on purpose.
 ALLOW_SANDBOX_AS_AWS_ENV = "WORKBOOK_ALLOW_SANDBOX_AS_AWS"
 
@@ -234,8 +230,6 @@ def _is_sandbox_ca(path: str) -> bool:
     from cryptography import x509
     from cryptography.x509.oid import NameOID
 
-    from .sandbox.tls import CA_NAME
-
     import warnings
 
     try:
@@ -244,7 +238,7 @@ def _is_sandbox_ca(path: str) -> bool:
             certs = x509.load_pem_x509_certificates(Path(path).expanduser().read_bytes())
     except (OSError, ValueError):
         return False
-    return any(attr.value == CA_NAME for cert in certs for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
+    return any(attr.value == SANDBOX_CA_NAME for cert in certs for attr in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
 
 
 def refuse_sandbox_settings_for_aws(environ=None) -> None:
@@ -276,9 +270,7 @@ def refuse_sandbox_settings_for_aws(environ=None) -> None:
 def choose_target(target: str, region: str | None = None, state: WorkbookState | None = None) -> Workbook:
     """Record the target (and region) in the state file and open the workbook on it."""
     state = state or WorkbookState.load()
-    target = target.strip().lower()
-    if target not in TARGETS:
-        raise ConfigurationError(f"Unknown target {target!r}: choose 'sandbox' or 'aws'.")
+    target = check_target(target, "The target")
     if region is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", region):
         raise ConfigurationError(f"{region!r} does not look like an AWS region (for example us-west-2).")
     before = {"target": state.get("target"), "region": state.get("region")}

@@ -35,8 +35,7 @@ def reset() -> int:
         print(f"Cannot reset: {exc}", file=sys.stderr)
         return 1
     adopted = 0
-    if hasattr(cleanup, "find_orphans") and hasattr(cleanup, "adopt"):  # issue 9's lost-state-file finder
-        adopted = cleanup.adopt(wb, cleanup.find_orphans(wb))
+    adopted = cleanup.adopt(wb, cleanup.find_orphans(wb))  # what a lost state file forgot, deleted too
     steps = cleanup.cleanup(wb)
     if steps:
         print(cleanup.format_steps(steps))

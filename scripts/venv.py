@@ -4,7 +4,7 @@
     python3 scripts/venv.py check                 # make run/test/lab: is .venv usable? (never installs into one)
     python3 scripts/venv.py ensure [--offline W]  # make venv: create or complete .venv, online or from a wheelhouse
 
-Rules (issue 11):
+Rules:
 
 - A ``.venv`` whose packages match every pin in ``requirements.txt`` (and which has this
   checkout's ``helpers`` installed) is accepted as it is, however it was made: by make, by the

@@ -388,7 +388,7 @@ def test_seconds_bounds_inclusive_and_integral_float():
 
 
 def test_stringified_resource_list_is_not_an_arn():
-    """AWS's message, as reported in https://github.com/awsdocs/aws-iot-docs/pull/46."""
+    """A Resource that is a JSON list written as one string is refused as not an ARN, with AWS's message."""
     bad = '["arn:aws:iot:eu-west-2:123456789012:client/xxxx"]'
     policy = {"Version": "2012-10-17", "Statement": [{"Action": "iot:Connect", "Effect": "Allow", "Resource": bad}]}
     reason = _reason(_resp(policyDocuments=[policy]))

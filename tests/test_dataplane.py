@@ -13,7 +13,6 @@ import requests
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
-from helpers.sandbox.subscriber import Subscription
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIAL_HANDLER = (ROOT / "functions" / "custom_auth" / "lambda_function.py").read_text()
@@ -137,7 +136,7 @@ def after_sentinel(sub, data, tutorial, rsa_key) -> list[bytes]:
 
 def assert_still_serving(data, tutorial, rsa_key, settings):
     topic = unique_topic()
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         ok = publish(data, topic, b"alive", authorizer=tutorial, signature=sign(rsa_key[0], "tokenKeyValue"),
                      query="&actionToken=allow")
         assert ok.status_code == 200, ok.text
@@ -149,7 +148,7 @@ def assert_still_serving(data, tutorial, rsa_key, settings):
 def test_allow_delivers_exact_bytes(data, tutorial, rsa_key, settings):
     topic = unique_topic()
     payload = b'{ "data_mode": "test", "vibration": 200, "temperature": 40 }\n\x00\xff'
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         resp = publish(data, topic, payload, authorizer=tutorial, signature=sign(rsa_key[0], "tokenKeyValue"),
                        query="&actionToken=allow")
         assert resp.status_code == 200, resp.text
@@ -160,7 +159,7 @@ def test_allow_delivers_exact_bytes(data, tutorial, rsa_key, settings):
 
 def test_allow_with_curl(data, tutorial, rsa_key, settings):
     topic = unique_topic()
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         out = subprocess.run(
             ["curl", "--silent", "--show-error", "--cacert", data["verify"], "--request", "POST",
              f"{data['base']}/topics/{topic}?qos=0&actionToken=allow",
@@ -180,7 +179,7 @@ def test_tampered_signature_is_forbidden_without_invoking(data, probe, tutorial,
     topic = unique_topic()
     good = sign(rsa_key[0], "tokenKeyValue")
     tampered = good[:40] + ("A" if good[40] != "A" else "B") + good[41:]
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         resp = publish(data, topic, authorizer=p.name, signature=tampered)
         assert_forbidden(resp)
         assert after_sentinel(sub, data, tutorial, rsa_key) == [b"sentinel"]
@@ -192,7 +191,7 @@ def test_tampered_signature_is_forbidden_without_invoking(data, probe, tutorial,
 
 def test_deny_is_forbidden_and_nothing_arrives(data, tutorial, rsa_key, settings):
     topic = unique_topic()
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         resp = publish(data, topic, authorizer=tutorial, signature=sign(rsa_key[0], "tokenKeyValue"),
                        query="&actionToken=deny")
         assert_forbidden(resp)
@@ -328,7 +327,7 @@ def test_retain_needs_retain_publish(data, probe, rsa_key, settings):
     resp = publish(data, topic, b"kept", authorizer=both.name, signature=sign(rsa_key[0], "tokenKeyValue"),
                    query="&retain=true")
     assert resp.status_code == 200, resp.text
-    with Subscription(settings, topic) as late:
+    with settings.watch(topic) as late:
         got = late.wait_for(1, timeout=10)
     assert [(m.payload, m.retain) for m in got] == [(b"kept", True)]
 
@@ -396,7 +395,7 @@ def test_node_handler_through_test_invoke_and_publish(deployer, rsa_key, data, s
         statement = json.loads(http["policyDocuments"][0])["Statement"][0]
         assert statement["Effect"] == "Allow" and statement["Resource"] == "arn:aws:iot:us-west-2:123456789012:*"
         topic = unique_topic()
-        with Subscription(settings, topic) as sub:
+        with settings.watch(topic) as sub:
             ok = publish(data, topic, b"from node", authorizer=name, signature=sig, query="&actionToken=allow")
             assert ok.status_code == 200, ok.text
             assert [m.payload for m in sub.wait_for(1, timeout=10)] == [b"from node"]

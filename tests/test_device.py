@@ -183,7 +183,6 @@ def test_the_printed_mosquitto_pub_line_publishes_as_the_device(settings, auth):
     import shutil
     import subprocess
 
-    from helpers.sandbox.subscriber import Subscription
     if not shutil.which("mosquitto_pub"):
         pytest.skip("mosquitto_pub is not installed (apt-get install mosquitto-clients)")
     device_id = new_id()
@@ -193,7 +192,7 @@ def test_the_printed_mosquitto_pub_line_publishes_as_the_device(settings, auth):
                                    topic=topic).splitlines()
     script = "\n".join(line for line in lines if not line.startswith("mosquitto_sub"))  # no background watcher
     env = {**os.environ, "SIGNATURE": auth["signature"], "DEVICE_PASSWORD": PASSWORD}
-    with Subscription(settings, f"devices/{device_id}/#") as watcher:   # SigV4, as notebook 07 watches
+    with settings.watch(f"devices/{device_id}/#") as watcher:   # SigV4, as notebook 07 watches
         done = subprocess.run(["bash", "-c", "set -eu\n" + script], env=env, capture_output=True, text=True,
                               timeout=30)
         assert done.returncode == 0, done.stderr

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from paho.mqtt.enums import CallbackAPIVersion
 
-from helpers.sandbox.subscriber import Subscription
 
 awscrt = pytest.importorskip("awscrt", reason="awsiotsdk is pinned in requirements.txt; run make venv")
 from awscrt import mqtt5  # noqa: E402
@@ -211,7 +210,7 @@ def test_paho_with_the_username_query_string(settings, device_auth, protocol, tr
         assert not events["connack"].result(10).is_failure
         client.subscribe(f"dev/{client_id}/#", qos=1)
         assert [rc.value for rc in events["suback"].result(10)] == [1]
-        with Subscription(settings, f"dev/{client_id}/#") as watcher:
+        with settings.watch(f"dev/{client_id}/#") as watcher:
             client.publish(f"dev/{client_id}/t", b"\x00binary\xff", qos=1).wait_for_publish(10)
             assert [m.payload for m in watcher.wait_for(1)] == [b"\x00binary\xff"]
         deadline = time.monotonic() + 10
@@ -422,7 +421,7 @@ def _has_default(iot) -> bool:
 def test_sigv4_iot_data_publish_checks_the_signature(settings):
     from botocore.exceptions import ClientError
     topic = f"sigv4/{uuid.uuid4().hex[:8]}"
-    with Subscription(settings, f"{topic}/#") as watcher:
+    with settings.watch(f"{topic}/#") as watcher:
         settings.client("iot-data").publish(topic=f"{topic}/ok", qos=1, payload=b"signed")
         assert [m.payload for m in watcher.wait_for(1)] == [b"signed"]
         import boto3

@@ -1,4 +1,4 @@
-"""python -m helpers.doctor: READY only when the workbook will really run; every false all-clear of issue 11."""
+"""python -m helpers.doctor: READY only when the workbook will really run; each test is a false all-clear to avoid."""
 from __future__ import annotations
 
 import json
@@ -131,7 +131,7 @@ def test_a_damaged_state_file_is_reported_not_raised(homes):
 
 
 def test_windows_drive_under_wsl_is_one_line(monkeypatch):
-    monkeypatch.setattr(doctor, "ROOT", Path("/mnt/c/Users/ada/workbook"))
+    monkeypatch.setattr(doctor, "REPO_ROOT", Path("/mnt/c/Users/ada/workbook"))
     monkeypatch.setattr("platform.release", lambda: "5.15.167.4-microsoft-standard-WSL2")
     monkeypatch.setattr("platform.system", lambda: "Linux")
     check = doctor.check_host()
@@ -157,7 +157,6 @@ def test_the_orphan_call_site_reports_what_find_orphans_found(homes, monkeypatch
     assert check.status == doctor.NOTE and "does not list" in check.detail and "10-cleanup" in check.fix
 
 
-@pytest.mark.skipif(not hasattr(cleanup, "find_orphans"), reason="helpers.cleanup.find_orphans (issue 9) not merged")
 def test_orphans_left_by_a_lost_state_file_are_reported(homes):
     from helpers.state import WorkbookState
     from helpers.workbook import FUNCTION_DIR, zip_function

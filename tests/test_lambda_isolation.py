@@ -1,4 +1,4 @@
-"""Lambda workers as AWS runs them, and safe on a shared machine (issue 8 items 3, 7, 8).
+"""Lambda workers as AWS runs them, and safe on a shared machine.
 
 - every process a handler starts ends with its worker, whatever session it put itself in
   (timeout, discard, shutdown, and the death of the sandbox process): PID namespace where the
@@ -183,7 +183,7 @@ def test_setsid_grandchild_dies_with_a_killed_sandbox(tmp_path):
             os.kill(pid, signal.SIGKILL)
 
 
-# --- limits (item 7) -------------------------------------------------------------------------------------
+# --- limits ---------------------------------------------------------------------------------------------
 
 def _zip(entries) -> bytes:
     import io

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives import serialization
 from helpers import publish
 from helpers.errors import WorkbookError
 from helpers.keys import sign_token
-from helpers.sandbox.subscriber import Subscription
 from tests.conftest import Deployer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -97,7 +96,7 @@ def send(wb, tutorial, topic, **kw):
 
 def test_send_allow_publishes(wb, tutorial, settings):
     topic = f"test/publish/{uuid.uuid4().hex[:8]}"
-    with Subscription(settings, topic) as sub:
+    with settings.watch(topic) as sub:
         result = send(wb, tutorial, topic, qos=1)
         assert result.ok and result.status == 200, result.body
         assert result.body["message"] == "OK" and uuid.UUID(result.trace_id) and result.trace_id == result.body["traceId"]

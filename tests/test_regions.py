@@ -1,4 +1,4 @@
-"""Regions (issue 8 item 5): each resource lives in the region of the request's credential scope."""
+"""Regions: each resource lives in the region of the request's credential scope."""
 from __future__ import annotations
 
 import uuid

@@ -128,7 +128,7 @@ def test_stop_ends_the_process(home):
     assert cli("stop", home=home).stdout.startswith("no sandbox was running")
 
 
-# --- credentials of its own per home (issue 8 item 1) ---------------------------------------------------
+# --- credentials of its own per home ---------------------------------------------------------------------
 
 def _exports(stdout: str) -> dict[str, str]:
     import shlex
@@ -176,7 +176,7 @@ def test_caller_identity_is_the_learner_for_the_home_key(home):
     assert identity["Arn"] == f"arn:aws:iam::{sandbox.ACCOUNT_ID}:user/sandbox-learner"
 
 
-# --- isolation on disk (item 8) --------------------------------------------------------------------------
+# --- isolation on disk ---------------------------------------------------------------------------------
 
 def _modes(h: Path) -> dict[str, str]:
     return {str(p.relative_to(h)): oct(p.stat().st_mode & 0o777) for p in [h, *h.rglob("*")] if not p.is_symlink()}
@@ -198,7 +198,7 @@ def test_home_is_owner_only_and_an_existing_open_home_is_fixed_at_start(home):
         assert modes[name] == "0o600", (name, modes)
 
 
-# --- process faults (item 9) ----------------------------------------------------------------------------
+# --- process faults -----------------------------------------------------------------------------------
 
 def _one_clear_line(result, *words):
     assert result.returncode == 1, result

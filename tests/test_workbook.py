@@ -35,7 +35,7 @@ def test_sandbox_target_starts_the_sandbox_and_reaches_it(dirs):
 
 
 def test_choose_target_validates_and_records(dirs):
-    with pytest.raises(ConfigurationError, match="choose 'sandbox' or 'aws'"):
+    with pytest.raises(ConfigurationError, match="must be 'sandbox' .* or 'aws'"):
         workbook.choose_target("azure")
     with pytest.raises(ConfigurationError, match="does not look like an AWS region"):
         workbook.choose_target("sandbox", region="mars-1")

@@ -7,6 +7,8 @@ AWS path is the same code, and that it works end to end.
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -18,6 +20,35 @@ from helpers import sandbox
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import nb as nbtool  # noqa: E402
+
+
+def loaded_sandbox_modules(code: str, env: dict | None = None) -> list[str]:
+    """Run ``code`` in a fresh interpreter; the ``helpers.sandbox`` modules it loaded."""
+    probe = f"{code}\nimport sys\nprint(sorted(m for m in sys.modules if m.startswith('helpers.sandbox')))"
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return eval(proc.stdout.strip().splitlines()[-1])
+
+
+def test_the_helpers_the_notebooks_import_do_not_load_the_sandbox():
+    """On the aws path nothing may load helpers.sandbox: importing what the notebooks import does not."""
+    modules = sorted({m for src in (ROOT / "notebooks" / "src").glob("*.py")
+                      for m in re.findall(r"^from (helpers\.\w+) import", src.read_text(), re.MULTILINE)})
+    assert "helpers.mqtt" in modules and "helpers.workbook" in modules
+    assert loaded_sandbox_modules("import helpers.mqtt") == []
+    assert loaded_sandbox_modules("\n".join(f"import {m}" for m in modules)) == []
+
+
+def test_choosing_aws_does_not_load_the_sandbox(tmp_path):
+    """Notebook 00's chooser on aws, with AWS_CA_BUNDLE set (checked for the sandbox's CA) and no credentials."""
+    import certifi
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "WORKBOOK_STATE_DIR": str(tmp_path / "state"),
+           "AWS_CA_BUNDLE": certifi.where(), "AWS_EC2_METADATA_DISABLED": "true"}
+    code = ("from helpers.widgets import TargetChooser\n"
+            "chooser = TargetChooser()\nchooser.target.value = 'aws'\nchooser.use()\n"
+            "assert chooser.error.startswith('AwsSetupError'), chooser.error")
+    assert loaded_sandbox_modules(code, env) == []
 
 
 #: Set by scripts/test.py (`make test`), whose notebooks lane runs every stage on this code path itself, over the

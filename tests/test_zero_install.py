@@ -1,7 +1,6 @@
 """Binder (repo2docker) and devcontainer files: what can be checked without building their images.
 
-Their install commands were run once in a fresh venv (see the closing note of issue 11); here,
-that they stay consistent with the project: the Python they name is supported, they install the
+Their install commands were run once by hand in a fresh venv; here, that they stay consistent with the project: the Python they name is supported, they install the
 same pins, and they bring the workbook's system needs (openssl, node).
 """
 from __future__ import annotations

@@ -15,9 +15,11 @@ a non-zero exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 from . import control
@@ -92,24 +94,35 @@ def cmd_serve(args) -> int:
 
 
 def cmd_subscribe(args) -> int:
-    from .subscriber import SubscribeError, subscribe, validate_topic_filter
+    """Print each message on the filter as one JSON line, through the workbook's MQTT client (SigV4, as
+    the AWS console's MQTT test client connects), until ``--count`` messages, ``--timeout`` or Ctrl+C."""
+    from helpers.mqtt import MqttError, MqttTimeoutError
+    from helpers.topics import topic_filter_error
 
-    try:
-        validate_topic_filter(args.topic_filter)
-    except ValueError as exc:
-        raise SandboxError(f"Invalid topic filter {args.topic_filter!r}: {exc}") from None
+    problem = topic_filter_error(args.topic_filter)
+    if problem:
+        raise SandboxError(f"Invalid topic filter {args.topic_filter!r}: {problem}")
     settings = control.status(_home(args))
     if settings is None:
         return _not_running(_home(args))
+    watch = settings.watch(args.topic_filter, on_message=lambda m: print(m.to_json_line(), flush=True))
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
     try:
-        messages = subscribe(settings, args.topic_filter, count=args.count,
-                             timeout=args.timeout, on_message=lambda m: print(m.to_json_line(), flush=True))
-    except SubscribeError as exc:
+        watch.start()
+        while args.count is None or len(watch.messages) < args.count:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                break
+            with contextlib.suppress(MqttTimeoutError):  # short waits keep Ctrl+C responsive
+                watch.wait_for(len(watch.messages) + 1, timeout=0.25 if left is None else min(left, 0.25))
+    except MqttError as exc:
         raise SandboxError(str(exc)) from None
-    except KeyboardInterrupt:
-        return 130
-    if args.count is not None and len(messages) < args.count:
-        print(f"# {len(messages)} of {args.count} message(s) arrived within {args.timeout} s", file=sys.stderr)
+    except KeyboardInterrupt:  # the way to end an unbounded subscribe; else an interruption
+        return 0 if args.count is None and args.timeout is None else 130
+    finally:
+        watch.stop()
+    if args.count is not None and len(watch.messages) < args.count:
+        print(f"# {len(watch.messages)} of {args.count} message(s) arrived within {args.timeout} s", file=sys.stderr)
         return 1
     return 0
 
@@ -121,6 +134,17 @@ def cmd_log(args) -> int:
     if settings is None:
         return _not_running(_home(args))
     return show_log(settings, follow=args.follow, group=args.group, since=args.since, raw=args.raw)
+
+
+def _at_least(lowest, kind):
+    """An argparse type: a number of ``kind`` not below ``lowest`` (argparse says so in one line)."""
+    def parse(text: str):
+        value = kind(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be at least {lowest}, not {text}")
+        return value
+    parse.__name__ = kind.__name__  # argparse names the type in "invalid int value: ..."
+    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -145,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("serve", cmd_serve, "run the sandbox in the foreground", port=True)
     p = add("subscribe", cmd_subscribe, "print messages on an MQTT topic filter, one JSON line each")
     p.add_argument("topic_filter", help="MQTT topic filter, e.g. test/cust-auth/topic or 'test/#'")
-    p.add_argument("--count", type=int, metavar="N", help="exit after N messages")
-    p.add_argument("--timeout", type=float, metavar="S", help="exit after S seconds")
+    p.add_argument("--count", type=_at_least(1, int), metavar="N", help="exit after N messages")
+    p.add_argument("--timeout", type=_at_least(0, float), metavar="S", help="exit after S seconds")
     p = add("log", cmd_log, "print Lambda output and authorization decisions")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new entries")
     p.add_argument("--group", help="only this log group (e.g. AWSIotLogsV2 or /aws/lambda/NAME)")

@@ -22,10 +22,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers import REPO_ROOT
+
 from . import core, home as homes
 from .app import LOG_FILE, RUNTIME_FILE, SandboxError, lock_is_held, read_runtime
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 30.0
 
 
@@ -88,6 +89,17 @@ class Settings:
         import boto3
         return boto3.session.Session(aws_access_key_id=self.access_key_id,
                                      aws_secret_access_key=self.secret_access_key, region_name=self.region)
+
+    def watch(self, topic_filter: str, **kwargs):
+        """A :class:`helpers.mqtt.MqttWatch` on this sandbox, signed with its key pair (``with`` starts it).
+
+        The workbook's one MQTT client, as notebook 07 uses it against AWS; ``kwargs`` go to it
+        (``qos``, ``on_message``, ``client_id``).
+        """
+        from helpers.mqtt import MqttWatch
+
+        return MqttWatch(self.data_endpoint, self.region, (self.access_key_id, self.secret_access_key),
+                         topic_filter, ca_bundle=self.ca_bundle, **kwargs)
 
     def client(self, service: str, **kwargs):
         """A boto3 client for ``service`` that talks to this sandbox (``iot-data``: its data endpoint, as on AWS,

@@ -38,6 +38,8 @@ from urllib.parse import unquote_to_bytes
 
 from wsproto.utilities import generate_accept_token
 
+from helpers.topics import topic_name_error
+
 from . import authz, core, custom_auth, http11, iot_logs, mqtt_ws, sigv4
 from .core import Request, Response
 from .gateway import WebSocketStream
@@ -46,8 +48,6 @@ from .services import iot
 log = logging.getLogger("helpers.sandbox")
 
 MAX_PAYLOAD = 128 * 1024          # "The payload for every publish request is limited to 128 KB"
-MAX_TOPIC_BYTES = 256             # "limited to 256 bytes of UTF-8 encoded characters"
-MAX_TOPIC_SLASHES = 7             # "limited to 7 forward slashes (/)"
 CACHE_SIZE = 10_000
 #: botocore's ``iot-data`` model signs with this name.
 SIGV4_SERVICE = "iotdata"
@@ -136,17 +136,12 @@ class DataApp:
         except UnicodeDecodeError:
             raise core.AwsError("InvalidRequestException", "The topic name is not valid UTF-8: percent-encode "
                                 "the topic's UTF-8 bytes in the URL", 400) from None
-        if not topic:
-            raise core.AwsError("InvalidRequestException", "The topic name is empty: POST /topics/{topic}", 400)
-        if len(topic.encode()) > MAX_TOPIC_BYTES:
-            raise core.AwsError("InvalidRequestException",
-                                f"The topic is {len(topic.encode())} bytes long; AWS IoT allows {MAX_TOPIC_BYTES}", 400)
-        if topic.count("/") > MAX_TOPIC_SLASHES:
-            raise core.AwsError("InvalidRequestException", f"The topic has {topic.count('/')} forward slashes; "
-                                f"AWS IoT allows {MAX_TOPIC_SLASHES}", 400)
-        if "+" in topic or "#" in topic or any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in topic):
-            raise core.AwsError("InvalidRequestException", "A topic to publish to cannot contain the MQTT "
-                                "wildcards + or #, or control characters", 400)
+        problem = topic_name_error(topic)
+        if problem:
+            raise core.AwsError("InvalidRequestException", f"Cannot publish: {problem} (POST /topics/TOPIC)", 400)
+        if any(ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 for c in topic):
+            raise core.AwsError("InvalidRequestException", "A topic to publish to cannot contain control "
+                                "characters", 400)
         raw_qos = req.query_value("qos", "0")
         if raw_qos not in ("0", "1"):
             raise core.AwsError("InvalidRequestException", f"qos must be 0 or 1, not {raw_qos!r}", 400)

@@ -31,6 +31,8 @@ import stat
 import string
 from pathlib import Path
 
+from helpers.targets import SANDBOX_KEY_PREFIX
+
 from .core import ACCESS_KEY_ID_RE, ACCOUNT_ID
 from .sigv4 import Credential
 
@@ -108,7 +110,7 @@ def home_credentials(home: Path) -> Credential:
     found = read_credentials(home)
     if found is not None:
         return found
-    doc = {"access_key_id": "SANDBOX" + "".join(secrets.choice(_ALPHABET) for _ in range(13)),
+    doc = {"access_key_id": SANDBOX_KEY_PREFIX + "".join(secrets.choice(_ALPHABET) for _ in range(13)),
            "secret_access_key": "".join(secrets.choice(_SECRET_ALPHABET) for _ in range(40))}
     path = Path(home) / CREDENTIALS_FILE
     tmp = Path(home) / f".{CREDENTIALS_FILE}.{secrets.token_hex(4)}"

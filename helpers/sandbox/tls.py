@@ -31,9 +31,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from helpers.targets import SANDBOX_CA_NAME  # defined there: the aws path recognises it without the sandbox
+
 from .core import REGIONS
 
-CA_NAME = "iot-custom-auth-workbook sandbox CA"
 #: ``localhost`` (the data endpoint of the default region) and ``REGION.localhost`` for every other region.
 SERVER_NAMES = ("localhost", *(f"{r}.localhost" for r in REGIONS))
 SERVER_IPS = ("127.0.0.1", "::1")
@@ -95,7 +96,7 @@ def ensure_certificates(home: Path) -> CertPaths:
         ca_cert = x509.load_pem_x509_certificate(paths.ca_cert.read_bytes())
     else:
         ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, CA_NAME)])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, SANDBOX_CA_NAME)])
         ca_cert = (
             x509.CertificateBuilder().subject_name(name).issuer_name(name)
             .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())

@@ -63,7 +63,7 @@ import requests
 
 from helpers.errors import show_briefly
 from helpers.keys import sign_token
-from helpers.publish import curl_command, send, signature_setup
+from helpers.publish import curl_command, custom_auth_inputs, send, signature_setup
 from helpers.widgets import action_token_sender
 from helpers.workbook import open_workbook
 
@@ -77,12 +77,7 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 # %%
 wb = open_workbook()
 authorizer_name = wb.names.authorizer
-wb.state.require_all(private_key_path="02-key-pair", authorizer_arn="03-create-authorizer",
-                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
-wb.state.require("authorizer_arn", notebook="03-create-authorizer")
-token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
-token = wb.state.require("token", notebook="05-test-invoke")
-private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
+token_key_name, token, private_key_path = custom_auth_inputs(wb.state)  # as notebooks 02-05 recorded them
 signature = sign_token(private_key_path, token)
 print("Authorizer:     ", authorizer_name)
 print("Token key name: ", token_key_name)

@@ -56,7 +56,7 @@ import json
 from helpers.errors import show_briefly
 from helpers.keys import sign_token
 from helpers.mqtt import watch_from_session
-from helpers.publish import send
+from helpers.publish import custom_auth_inputs, send
 from helpers.widgets import format_messages, message_view
 from helpers.workbook import open_workbook
 
@@ -68,11 +68,8 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 
 # %%
 wb = open_workbook()
-wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
-                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
-token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
-token = wb.state.require("token", notebook="05-test-invoke")
-signature = sign_token(wb.state.require("private_key_path", notebook="02-key-pair"), token)
+token_key_name, token, private_key_path = custom_auth_inputs(wb.state)  # as notebooks 02-05 recorded them
+signature = sign_token(private_key_path, token)
 topic = "test/cust-auth/topic"
 
 

@@ -69,7 +69,7 @@ from helpers.experiments import keep_alive_run, plot_caching
 from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper, verify_signature
 from helpers.mqtt import watch_from_session
-from helpers.publish import query_auth_url, send
+from helpers.publish import custom_auth_inputs, query_auth_url, send
 from helpers.workbook import error_code, open_workbook, retry_while
 
 show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear line; %tb shows the full traceback
@@ -82,11 +82,7 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 # %%
 wb = open_workbook()
 iot, logs = wb.client("iot"), wb.client("logs")
-wb.state.require_all(private_key_path="02-key-pair", token_key_name="03-create-authorizer",
-                     statement_id="04-grant-permission", token="05-test-invoke")  # names every notebook still to run
-token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
-token = wb.state.require("token", notebook="05-test-invoke")
-private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
+token_key_name, token, private_key_path = custom_auth_inputs(wb.state)  # as notebooks 02-05 recorded them
 public_key_pem = Path(wb.state.require("public_key_path", notebook="02-key-pair")).read_text()
 signature = sign_token(private_key_path, token)
 topic = "test/cust-auth/topic"

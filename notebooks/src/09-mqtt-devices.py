@@ -68,13 +68,13 @@ from awscrt import mqtt5
 from awsiot import mqtt5_client_builder
 from paho.mqtt.enums import CallbackAPIVersion
 
-from helpers.device import (Device, DeviceEvents, device_console, host_and_port, load_function, masked,
-                            mosquitto_commands, username)
+from helpers.device import Device, DeviceEvents, device_console, load_function, masked, mosquitto_commands, username
 from helpers.cloudwatch import count_events, entry_for_client, format_entry, now_ms
 from helpers.errors import show_briefly
 from helpers.iot_logging import logging_role
 from helpers.keys import sign_token, tamper
-from helpers.publish import send, signature_setup
+from helpers.mqtt import host_and_port
+from helpers.publish import custom_auth_inputs, send, signature_setup
 from helpers.widgets import format_messages
 from helpers.workbook import open_workbook, retry_while
 
@@ -88,12 +88,7 @@ show_briefly()  # errors (AWS, HTTP and the workbook's own) show as one clear li
 # %%
 wb = open_workbook()
 iot, logs = wb.client("iot"), wb.client("logs")
-wb.state.require_all(function_arn="01-authorizer-function", private_key_path="02-key-pair",
-                     token_key_name="03-create-authorizer", statement_id="04-grant-permission",
-                     token="05-test-invoke")  # names every notebook still to run
-token_key_name = wb.state.require("token_key_name", notebook="03-create-authorizer")
-token = wb.state.require("token", notebook="05-test-invoke")
-private_key_path = wb.state.require("private_key_path", notebook="02-key-pair")
+token_key_name, token, private_key_path = custom_auth_inputs(wb.state, function_arn="01-authorizer-function")
 signature = sign_token(private_key_path, token)
 function = load_function()  # functions/custom_auth/lambda_function.py, the code notebook 01 deployed
 DEVICE_PASSWORD = function.DEVICE_PASSWORD

@@ -40,6 +40,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from helpers.topics import MAX_TOPIC_BYTES, MAX_TOPIC_SLASHES, topic_filter_error, topic_name_error
+
 from .. import authz
 from . import codec as c
 from .auth import AllowAll, PolicyAuthorization
@@ -120,8 +122,8 @@ class Limits:
     max_packet_size: int = 149504          # Remaining Length bound (146 KB); payload bound below
     max_payload_bytes: int = 128 * 1024    # AWS: 128 KB per PUBLISH payload
     max_client_id_bytes: int = 128         # AWS: client id up to 128 bytes
-    max_topic_bytes: int = 256             # AWS: topic up to 256 bytes
-    max_topic_slashes: int = 7             # AWS: up to 7 forward slashes (8 levels)
+    max_topic_bytes: int = MAX_TOPIC_BYTES  # AWS: topic up to 256 bytes
+    max_topic_slashes: int = MAX_TOPIC_SLASHES  # AWS: up to 7 forward slashes (8 levels)
     max_subscriptions_per_subscribe: int = 8   # AWS: 8 per SUBSCRIBE
     max_subscriptions_per_connection: int = 50  # AWS: 50 per connection
     receive_maximum: int = 100             # AWS: 100 unacknowledged inbound QoS 1 publishes
@@ -134,39 +136,10 @@ class Limits:
 
 
 # ----------------------------------------------------------------------------- topics (AWS rules)
+# Topic names and filters are checked by helpers.topics (topic_name_error, topic_filter_error).
 
-def topic_name_error(topic: str, limits: Limits | None = None) -> str | None:
-    """Why ``topic`` cannot be published to (AWS IoT limits), or None."""
-    limits = limits or Limits()
-    if not topic:
-        return "the topic name is empty"
-    if "+" in topic or "#" in topic:
-        return f"topic name {topic!r} contains a wildcard (+ or #): wildcards are only for subscriptions"
-    if len(topic.encode("utf-8")) > limits.max_topic_bytes:
-        return f"the topic name is longer than {limits.max_topic_bytes} bytes of UTF-8 (AWS IoT's limit)"
-    if topic.count("/") > limits.max_topic_slashes:
-        return (f"the topic name has {topic.count('/')} forward slashes; AWS IoT allows at most "
-                f"{limits.max_topic_slashes} (8 levels)")
-    return None
-
-
-def topic_filter_error(topic_filter: str, limits: Limits | None = None) -> str | None:
-    """Why ``topic_filter`` is not a valid subscription filter, or None."""
-    limits = limits or Limits()
-    if not topic_filter:
-        return "the topic filter is empty"
-    if len(topic_filter.encode("utf-8")) > limits.max_topic_bytes:
-        return f"the topic filter is longer than {limits.max_topic_bytes} bytes of UTF-8 (AWS IoT's limit)"
-    if topic_filter.count("/") > limits.max_topic_slashes:
-        return (f"the topic filter has {topic_filter.count('/')} forward slashes; AWS IoT allows at most "
-                f"{limits.max_topic_slashes}")
-    levels = topic_filter.split("/")
-    for i, level in enumerate(levels):
-        if "#" in level and (level != "#" or i != len(levels) - 1):
-            return f"in topic filter {topic_filter!r}, '#' must be a whole level and the last one (like 'a/#')"
-        if "+" in level and level != "+":
-            return f"in topic filter {topic_filter!r}, '+' must be a whole level (like 'a/+/c')"
-    return None
+def _topic_name_error(topic: str, limits: Limits) -> str | None:
+    return topic_name_error(topic, max_bytes=limits.max_topic_bytes, max_slashes=limits.max_topic_slashes)
 
 
 def split_shared(topic_filter: str) -> tuple[str | None, str]:
@@ -389,7 +362,7 @@ class Broker:
         """
         if qos not in (0, 1):
             raise ValueError(f"qos must be 0 or 1 (AWS IoT Core does not support QoS {qos})")
-        problem = topic_name_error(topic, self.limits)
+        problem = _topic_name_error(topic, self.limits)
         if problem:
             raise ValueError(problem)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
@@ -539,7 +512,7 @@ class Broker:
             assigned = cid = s.client_id = f"sandbox-{uuid.uuid4().hex[:16]}"
         will = connect.will
         if will is not None:
-            problem = topic_name_error(will.topic, lim)
+            problem = _topic_name_error(will.topic, lim)
             if problem or will.qos > 1 or len(will.payload) > lim.max_payload_bytes:
                 why = problem or ("will QoS 2 is not supported by AWS IoT Core" if will.qos > 1 else
                                   f"the will payload is larger than {lim.max_payload_bytes} bytes")
@@ -720,7 +693,7 @@ class Broker:
         if p.qos == 2:
             raise c.MqttProtocolError(c.QOS_NOT_SUPPORTED, "PUBLISH with QoS 2: AWS IoT Core supports only QoS "
                                                            "0 and 1")
-        problem = topic_name_error(topic, lim)
+        problem = _topic_name_error(topic, lim)
         if problem:
             raise c.MqttProtocolError(c.TOPIC_NAME_INVALID, problem)
         if len(p.payload) > lim.max_payload_bytes:
@@ -772,7 +745,8 @@ class Broker:
             except ValueError as exc:
                 group, match, failure = None, req.topic_filter, (str(exc), c.TOPIC_FILTER_INVALID, "CLIENT_ERROR")
             if failure is None:
-                problem = topic_filter_error(match, lim)
+                problem = topic_filter_error(match, max_bytes=lim.max_topic_bytes,
+                                             max_slashes=lim.max_topic_slashes)
                 if problem:
                     failure = (problem, c.TOPIC_FILTER_INVALID, "CLIENT_ERROR")
             if group is not None and req.no_local:
@@ -1095,5 +1069,4 @@ class _Deadline(Exception):
 
 
 __all__ = ["AllowAll", "Authorization", "Broker", "ConnInfo", "Hooks", "Limits", "PolicyAuthorization", "Refusal",
-           "RetainedQuotaExceeded", "Stream", "split_shared", "topic_filter_error", "topic_matches",
-           "topic_name_error"]
+           "RetainedQuotaExceeded", "Stream", "split_shared", "topic_matches"]
