@@ -21,6 +21,18 @@ TRUST_IOT = json.dumps({"Version": "2012-10-17", "Statement": [{
     "Effect": "Allow", "Principal": {"Service": "iot.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
 
 
+#: The modules that take longest (wall time, measured with --durations), run first, so that when make test
+#: spreads the suite over worker processes (pytest-xdist, --dist loadfile) they overlap with the rest instead
+#: of starting last. The order of everything else is unchanged.
+SLOWEST_FIRST = ("test_wheelhouse.py", "test_workbook_aws_path.py", "test_service_lambda.py",
+                 "test_cli_walkthrough.py", "test_custom_auth.py", "test_sandbox_process.py", "test_classroom.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep their order
+
+
 def enable_iot_logging(settings, level: str = "DEBUG") -> str:
     """Turn AWS IoT logging on as on AWS: a role trusted by iot.amazonaws.com, then SetV2LoggingOptions."""
     name = f"iot-logging-{uuid.uuid4().hex[:8]}"

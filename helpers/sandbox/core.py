@@ -37,6 +37,8 @@ from functools import cached_property
 from typing import Any, Awaitable, Callable, Protocol, runtime_checkable
 from urllib.parse import parse_qs, unquote
 
+from helpers.targets import SANDBOX_KEY_PREFIX
+
 # --- Fixed identity of the sandbox (documented in helpers/sandbox/README.md) ---
 #: AWS's own documentation example account id: never a real account.
 ACCOUNT_ID = "123456789012"
@@ -54,7 +56,7 @@ def _aws_regions() -> tuple[str, ...]:
 REGIONS = _aws_regions()
 #: Generated access key ids look like this (``SANDBOX`` + 13 of [A-Z0-9], 20 characters like AWS's),
 #: so tools can tell a sandbox key from an AWS one. Each home has its own (``app.home_credentials``).
-ACCESS_KEY_ID_RE = re.compile(r"^SANDBOX[A-Z0-9]{13}$")
+ACCESS_KEY_ID_RE = re.compile(rf"^{SANDBOX_KEY_PREFIX}[A-Z0-9]{{13}}$")
 
 
 def new_request_id() -> str:

@@ -93,10 +93,12 @@ def descendants(root: int) -> list:
     return found
 
 
-def kill_descendants() -> None:
-    """SIGKILL every descendant of this process, until none is left (they may be forking meanwhile)."""
-    for _ in range(50):
-        pids = descendants(os.getpid())
+def kill_descendants(root: "int | None" = None, rounds: int = 50) -> None:
+    """SIGKILL every descendant of ``root`` (default: this process), until none is left (they may be forking
+    meanwhile); the ones that are this process's own children are reaped."""
+    root = os.getpid() if root is None else root
+    for _ in range(rounds):
+        pids = descendants(root)
         if not pids:
             return
         for pid in pids:
@@ -108,7 +110,7 @@ def kill_descendants() -> None:
             try:
                 os.waitpid(pid, os.WNOHANG)
             except ChildProcessError:
-                pass
+                pass  # not our child
 
 
 def _exit_like(status: int) -> None:

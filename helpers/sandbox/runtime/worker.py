@@ -121,15 +121,7 @@ class Worker:
         """
         with self.lock:
             if not self.reaped:
-                for _ in range(20):
-                    pids = jail.descendants(self.pid)
-                    if not pids:
-                        break
-                    for pid in pids:
-                        try:
-                            os.kill(pid, signal.SIGKILL)
-                        except ProcessLookupError:
-                            pass
+                jail.kill_descendants(self.pid, rounds=20)
                 try:
                     os.killpg(self.pid, signal.SIGKILL)
                 except ProcessLookupError:
