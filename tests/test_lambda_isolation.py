@@ -257,9 +257,11 @@ def test_long_output_is_split_into_events_of_at_most_256_kb(deployer, settings):
 
 
 def test_concurrent_invocations_run_at_once_up_to_the_limit(deployer):
-    """10 invocations of a 2 s handler all run at the same time (each in its own worker)."""
+    """10 invocations of a 6 s handler all run at the same time (each in its own worker).
+
+    6 s: long enough that ten cold workers starting on a loaded 2-core machine all begin before the first ends."""
     import concurrent.futures
-    source = "import time\ndef lambda_handler(event, context):\n    s = time.time(); time.sleep(2); return [s, time.time()]\n"
+    source = "import time\ndef lambda_handler(event, context):\n    s = time.time(); time.sleep(6); return [s, time.time()]\n"
     arn = deployer.function(source, timeout=30)
     with concurrent.futures.ThreadPoolExecutor(10) as pool:
         spans = list(pool.map(lambda _: json.loads(deployer.awslambda.invoke(FunctionName=arn)["Payload"].read()),

@@ -515,9 +515,11 @@ def test_shutdown_kills_idle_and_busy_workers(tmp_path):
     spec = make_spec()
     idle_pid = json.loads(call(runtime, make_spec(name="idle-fn"), {"action": "pid"}).payload)
     busy: list[InvokeResult] = []
-    thread = threading.Thread(target=lambda: busy.append(call(runtime, spec, {"action": "sleep", "seconds": 10})))
+    started, release = tmp_path / "started", tmp_path / "never-released"
+    thread = threading.Thread(target=lambda: busy.append(call(
+        runtime, spec, {"action": "block", "started": str(started), "release": str(release)}, timeout=30)))
     thread.start()
-    time.sleep(0.3)
+    assert wait_until(started.exists)  # busy: inside its handler
     runtime.shutdown()
     thread.join(timeout=5)
     assert not thread.is_alive()
