@@ -39,6 +39,7 @@ import socket
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -82,6 +83,30 @@ for (const out of document.querySelectorAll('.jp-OutputArea-output')) {
 }
 return found;
 """
+
+
+class Clock:
+    """Wall time per step, for the report: each timed span, and the total per kind of step."""
+
+    def __init__(self):
+        self.spans: list[tuple[str, str, float]] = []
+        self.started = time.monotonic()
+
+    @contextmanager
+    def __call__(self, kind: str, what: str = ""):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.spans.append((kind, what, time.monotonic() - started))
+
+    def lines(self) -> list[str]:
+        totals: dict[str, list[float]] = {}
+        for kind, _, seconds in self.spans:
+            totals.setdefault(kind, []).append(seconds)
+        lines = [f"time: {kind}: {sum(s):.1f} s in {len(s)} step(s)" for kind, s in totals.items()]
+        lines += [f"time:   {kind} {what}: {seconds:.1f} s" for kind, what, seconds in self.spans if what]
+        return lines + [f"time: whole check: {time.monotonic() - self.started:.1f} s"]
 
 
 def missing() -> str | None:
@@ -216,15 +241,19 @@ def main(argv: list[str]) -> int:
     failures: list[str] = []
     report: list[str] = [f"JupyterLab served {'without' if args.no_save_hook else 'with'} the helpers.lab save hook"]
     lab = driver = service = None
+    clock = Clock()
     try:
-        lab = Lab(work, save_hook=not args.no_save_hook)
-        driver, service = start_chromium(work)
-        check(driver, lab, out, report, failures)
+        with clock("start JupyterLab"):
+            lab = Lab(work, save_hook=not args.no_save_hook)
+        with clock("start Chromium"):
+            driver, service = start_chromium(work)
+        check(driver, lab, out, report, failures, clock)
     except SystemExit:
         raise
     except Exception as exc:  # a broken step is a failed check, reported in one line; clean-up still runs
         failures.append(f"the check itself failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
     finally:
+      with clock("clean up"):
         if driver is not None:
             driver.quit()
         if service is not None:
@@ -241,6 +270,7 @@ def main(argv: list[str]) -> int:
             except ProcessLookupError:
                 pass
         report.append(f"processes left naming the work folder after clean-up: {len(left)} (ended)")
+        report.extend(clock.lines())
         (out / "report.txt").write_text("\n".join(report + [f"FAIL: {f}" for f in failures]) + "\n")
     for line in report:
         print(line)
@@ -262,7 +292,7 @@ def start_chromium(work: Path):
     return webdriver.Chrome(service=service, options=options), service
 
 
-def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -> None:
+def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], clock: Clock) -> None:
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -275,11 +305,13 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
         return driver.execute_script("const n = document.querySelector('.jp-Notebook'); return n ? n.textContent : '';")
 
     def open_notebook(name: str) -> None:
+      with clock("open notebook", name):
         driver.get(lab.url(name))
         wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, ".jp-Notebook .jp-Cell")))
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and "Loading widget..." in notebook_text():
             time.sleep(0.5)
+      with clock("sleep: settle after open"):
         time.sleep(2)  # let Markdown (Mermaid) and outputs settle
 
     def menu(top: str, item: str) -> None:
@@ -300,7 +332,8 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
         JupyterLab sends a Run All's cells one after another, so between two cells no prompt shows
         ``*`` for a moment: idle counts only when it holds, with the kernel idle, for three seconds.
         """
-        time.sleep(2)
+        with clock("sleep: before idle polling"):
+            time.sleep(2)
         deadline, idle_since = time.monotonic() + seconds, None
         while time.monotonic() < deadline:
             prompts = driver.execute_script(
@@ -311,6 +344,7 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             if prompts and not any("*" in p for p in prompts) and kernel == "idle":
                 idle_since = idle_since or time.monotonic()
                 if time.monotonic() - idle_since >= 3:
+                    clock.spans.append(("sleep: idle must hold 3 s", "", 3.0))
                     return prompts
             else:
                 idle_since = None
@@ -360,21 +394,24 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
         # twice: JupyterLab's notebook sizes cells lazily, so the first scroll can land short
         for pause in (1.0, 0.5):
             driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
-            time.sleep(pause)
+            with clock("sleep: scroll into view"):
+                time.sleep(pause)
 
     def shoot_widgets(name: str, stage: str) -> int:
         """A screenshot of each widget output alone, then of the window around the first."""
-        outputs = widget_outputs()
-        for i, el in enumerate(outputs, 1):
-            bring_into_view(el)
-            el.screenshot(str(out / f"{name}-{stage}-widget{i}.png"))
-        if outputs:
-            bring_into_view(outputs[0])
-        driver.save_screenshot(str(out / f"{name}-{stage}.png"))
-        return len(outputs)
+        with clock("screenshots (incl. scrolling)", f"{name}-{stage}"):
+            outputs = widget_outputs()
+            for i, el in enumerate(outputs, 1):
+                bring_into_view(el)
+                el.screenshot(str(out / f"{name}-{stage}-widget{i}.png"))
+            if outputs:
+                bring_into_view(outputs[0])
+            driver.save_screenshot(str(out / f"{name}-{stage}.png"))
+            return len(outputs)
 
     # 1. as committed
     for name, hint in HINTS.items():
+      with clock("1. as committed (whole step)", name):
         open_notebook(name)
         text = notebook_text()
         if name == "00-set-up":
@@ -387,6 +424,7 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
 
     # 2. links
     for name in sorted(p.stem for p in lab.served.glob("[0-9][0-9]-*.ipynb")):
+      with clock("2. links (whole step)", name):
         open_notebook(name)
         hrefs = {a.get_attribute("href") for a in driver.find_elements(By.CSS_SELECTOR, ".jp-RenderedMarkdown a")}
         for href in sorted(h for h in hrefs if h and h.startswith(lab.base)):
@@ -395,18 +433,22 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             if status != 200:
                 failures.append(f"{name}: link {href.replace(lab.base, '')} answers {status}")
         report.append(f"{name}: {len(hrefs)} link(s) checked")
-    lab.shutdown_kernels()
+    with clock("shut down kernels"):
+        lab.shutdown_kernels()
 
     # 3. run 00..09 as a learner would; 4. save, restart the kernel, reload
     for name in RUN:
+      with clock("3./4. run, save, reload (whole step)", name):
         open_notebook(name)
         started = time.monotonic()
-        problem = run_all(name)
+        with clock("run all", name):
+            problem = run_all(name)
         seconds = time.monotonic() - started
         if problem:
             failures.append(f"{name} in JupyterLab: {problem}")
         if name == "07-watch-messages":
-            time.sleep(1)
+            with clock("sleep: 07 before reading rows"):
+                time.sleep(1)
         shown = widget_outputs()
         if name in HINTS:
             if not shown:
@@ -419,10 +461,12 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             button = driver.find_element(By.XPATH, f"//div[contains(@class,'jp-OutputArea-output')]//button[normalize-space()='{label}']")
             bring_into_view(button)
             button.click()
+            clicked = time.monotonic()
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline and answer not in button.find_element(
                     By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text:
                 time.sleep(0.5)
+            clock.spans.append(("click until answer", name, time.monotonic() - clicked))
             shown_answer = answer in button.find_element(By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text
             if not shown_answer:
                 failures.append(f"{name}: clicking '{label}' did not show '{answer}'")
@@ -435,7 +479,8 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             box.click()
             box.send_keys(Keys.CONTROL, "a")
             box.send_keys(typed)
-            time.sleep(1.5)
+            with clock("sleep: after typing"):
+                time.sleep(1.5)
             status = box.find_element(By.XPATH, "ancestor::div[contains(@class,'jp-OutputArea-output')]").text
             if answer not in status:
                 failures.append(f"{name}: typing {typed!r} into the ARN box did not show '{answer}' ({status!r})")
@@ -452,6 +497,7 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
         report.append(f"{name} run in JupyterLab in {seconds:.0f} s: {len(shown)} widget output(s)"
                       f"{'; ' + problem if problem else ''}")
         # save (Ctrl+S in command mode), then wait for the file to change
+        saving = time.monotonic()
         before = (lab.served / f"{name}.ipynb").stat().st_mtime
         # focus through the notebook's own tab: a click in the notebook can land on a Markdown link
         # (it did: 02's centre was a link to 03, and Ctrl+S saved 03)
@@ -467,16 +513,18 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
             menu("File", "Save Notebook")
             if not saved_since(name, before, 20):
                 failures.append(f"{name}: neither Ctrl+S nor File > Save Notebook saved the notebook")
+        clock.spans.append(("save", name, time.monotonic() - saving))
         views = sum("application/vnd.jupyter.widget-view+json" in (o.get("data") or {})
                     for c in lab.saved(name)["cells"] for o in c.get("outputs", []))
         if name in HINTS:
             report.append(f"{name} saved: {views} widget view(s) in the file")
         # the next morning: the kernel restarted, the page reloaded
-        for kernel in lab.kernels():
+        with clock("restart kernel + refresh", name):
+          for kernel in lab.kernels():
             lab.api("POST", f"/api/kernels/{kernel['id']}/restart")
-        try:
+          try:
             driver.refresh()
-        except WebDriverException:
+          except WebDriverException:
             pass
         open_notebook(name)
         text = notebook_text()
@@ -487,13 +535,16 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str]) -
                       if any(t in (el.get_attribute("textContent") or "") for t in (HINTS[name], MODEL_NOT_FOUND))]
             if hinted:
                 bring_into_view(hinted[0])
-                hinted[0].screenshot(str(out / f"{name}-reopened-cell.png"))
-            driver.save_screenshot(str(out / f"{name}-reopened.png"))
+                with clock("screenshots (incl. scrolling)", f"{name}-reopened"):
+                    hinted[0].screenshot(str(out / f"{name}-reopened-cell.png"))
+            with clock("screenshots (incl. scrolling)", f"{name}-reopened-window"):
+                driver.save_screenshot(str(out / f"{name}-reopened.png"))
             if HINTS[name] not in text:
                 failures.append(f"{name} reopened: no '{HINTS[name]}' hint")
             report.append(f"{name} reopened after a kernel restart: hint shown {HINTS[name] in text}; "
                           f"'{MODEL_NOT_FOUND}' shown {text.count(MODEL_NOT_FOUND)} time(s)")
-        lab.shutdown_kernels()
+        with clock("shut down kernels", name):
+            lab.shutdown_kernels()
 
 
 if __name__ == "__main__":
