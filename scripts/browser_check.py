@@ -269,6 +269,16 @@ def processes_naming(text: str) -> list[int]:
     return found
 
 
+def gone(pids: list[int], seconds: float) -> bool:
+    """Wait until none of ``pids`` is in the process table any more (exited and reaped); False after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while any(Path(f"/proc/{pid}").exists() for pid in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 class Lab:
     """JupyterLab on a copy of notebooks/, served as `make lab` serves it."""
 
@@ -402,10 +412,12 @@ def main(argv: list[str]) -> int:
     finally:
         with clock("clean up"):
             pool.shutdown(wait=True, cancel_futures=True)
+            browser = processes_naming(str(work / "chromium-profile"))
             if driver is not None:
                 driver.quit()
             if service is not None:
                 service.stop()
+            gone(browser, 10)  # Chromium's processes ended and reaped, not zombies beside the next test
             if lab is not None:
                 lab.stop()
             from helpers import sandbox
