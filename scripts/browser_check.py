@@ -648,8 +648,9 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
                 failures.append(f"{name} in JupyterLab: {problem}")
             if name in HINTS:
                 with clock("wait: widgets rendered", name):
-                    until(ANSWER_S, lambda: driver.execute_script(WIDGET_OUTPUTS) and "Loading widget..." not in notebook_text(),
-                          f"{name}'s widgets to render")
+                    # a widget in an output, and every widget view a widget (or an error): SETTLED
+                    until(ANSWER_S, lambda: driver.execute_script(WIDGET_OUTPUTS)
+                          and driver.execute_script(SETTLED, f"{name}.ipynb") == "", f"{name}'s widgets to render")
             if name == "07-watch-messages":  # the live view's rows come from its poller, after the run
                 with clock("wait: 07's message rows", name):
                     rows_js = "return document.querySelectorAll('.jp-OutputArea-output .widget-html-content tbody tr').length"
