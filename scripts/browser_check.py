@@ -110,14 +110,18 @@ const poll = () => {
 };
 poll();
 """
-#: JavaScript (async): close what the main area shows (each notebook saved or unchanged; its kernel
-#: goes on) and open the notebook at arguments[0] as the file browser does; '' or what went wrong
+#: JavaScript (async): open the notebook at arguments[0] as the file browser does, then close what
+#: else the main area shows (each notebook saved or unchanged; its kernel goes on; closed first, an
+#: empty main area would get a Launcher); '' or what went wrong
 OPEN_NOTEBOOK = """
 const [path, done] = [arguments[0], arguments[arguments.length - 1]];
 const app = window.jupyterapp;
-for (const widget of [...app.shell.widgets('main')]) widget.dispose();
 app.commands.execute('docmanager:open', {path, factory: 'Notebook'})
-  .then(panel => panel.context.ready.then(() => { app.shell.activateById(panel.id); done(''); }))
+  .then(panel => panel.context.ready.then(() => {
+    for (const widget of [...app.shell.widgets('main')]) if (widget !== panel) widget.dispose();
+    app.shell.activateById(panel.id);
+    done('');
+  }))
   .catch(error => done(String(error)));
 """
 #: JavaScript: '' once the notebook at arguments[0] shows in full, else what it still waits for:
