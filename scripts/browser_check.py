@@ -529,10 +529,10 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
 
         Done is when the promise of the menu's command has settled, every execute request sent to
         the kernel has its reply and the kernel's idle after it (WATCH_REQUESTS), and the kernel is
-        idle. JupyterLab's Run All
-        stops after a cell that raises, even one tagged raises-exception (the tag only keeps the
-        kernel from dropping the queue), so after such a cell this goes on with Run > Run Selected
-        Cell and All Below from the next one, as the learner reading on would.
+        idle. JupyterLab's Run All gives up on the cells after one that raises, even one tagged
+        raises-exception (the tag only keeps the kernel from dropping the queue, and it ran them in
+        this check's runs): if any is left unrun after such a cell, this goes on with Run > Run
+        Selected Cell and All Below from the next one, as the learner reading on would.
         """
         code = [c for c in lab.saved(name)["cells"] if c["cell_type"] == "code"]
         expected = {i + 1 for i, c in enumerate(code) if "raises-exception" in c.get("metadata", {}).get("tags", [])}
