@@ -618,8 +618,8 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
                 "return [...document.querySelectorAll('.jp-Notebook .jp-RenderedMarkdown a')].map(a => a.href)"))
             local = sorted(h for h in hrefs if h and h.startswith(lab.base))
             link_checks.append((name, len(hrefs), pool.submit(fetch_links, name, local)))
-            for error in driver.execute_script(MERMAID_ERRORS):  # a note for the notebook's author
-                report.append(f"{name}: a Mermaid diagram does not draw, JupyterLab shows its {error}")
+            for error in driver.execute_script(MERMAID_ERRORS):
+                failures.append(f"{name}: a Mermaid diagram does not draw, JupyterLab shows its {error}")
         if name == "00-set-up" and (screenshots or len(failures) > failed_before):
             driver.save_screenshot(str(out / "00-as-committed.png"))
 

@@ -40,7 +40,7 @@
 #     participant Function as Lambda function
 #     participant Broker as Message broker
 #     rect rgb(255, 230, 140)
-#     Device->>Gateway: 1. TLS to port 443 with ALPN "mqtt"; CONNECT with user name (authorizer, token, signature) and password
+#     Device->>Gateway: 1. TLS to port 443 with ALPN "mqtt", then CONNECT with user name (authorizer, token, signature) and password
 #     end
 #     Gateway->>Authorizer: 2. look up the authorizer named in the user name
 #     Authorizer->>Authorizer: 3. verify the token's signature with the public key
