@@ -25,6 +25,7 @@ stopped and every lane's process group ended, so the suite leaves no process run
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -59,6 +60,7 @@ class Lane:
     log: Path
     phases: list[Phase] = field(default_factory=list)
     procs: list[subprocess.Popen] = field(default_factory=list)
+    stopping: bool = False
 
     @property
     def ok(self) -> bool:
@@ -68,6 +70,9 @@ class Lane:
         """One phase: cmd with its output appended to the lane's log, in a process group of its own."""
         phase = Phase(self.name, label)
         self.phases.append(phase)
+        if self.stopping:
+            phase.ok = False
+            return False
         started = time.monotonic()
         with self.log.open("a") as out:
             out.write(f"== {label}\n$ {' '.join(cmd)}\n")
@@ -93,13 +98,20 @@ class Lane:
     def skipped(self, label: str) -> None:
         self.phases.append(Phase(self.name, label, ok=None))
 
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+    def stop(self, grace: float = 30.0) -> None:
+        """End the running phase: SIGINT first, so that pytest runs its teardown (fixtures stop the sandboxes
+        they started), then SIGKILL for whatever of its process group is left after `grace` seconds."""
+        self.stopping = True
+        running = [proc for proc in self.procs if proc.poll() is None]
+        for proc in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + grace
+        for proc in running:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
 
 
 def base_env(home: Path, state: Path) -> dict[str, str]:
@@ -165,20 +177,56 @@ def notebooks_lane(lane: Lane) -> None:
         sandbox.stop(home)
 
 
+def sandboxes_under(base: Path) -> list[Path]:
+    """The homes of the running sandboxes whose home is below base (from /proc; none where there is no /proc)."""
+    if not os.path.isdir("/proc"):
+        return []
+    homes = []
+    for entry in os.listdir("/proc"):
+        try:
+            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0") if entry.isdigit() else []
+        except OSError:
+            continue
+        if b"helpers.sandbox" in args and b"serve" in args and b"--state-dir" in args[:-1]:
+            home = Path(os.fsdecode(args[args.index(b"--state-dir") + 1]))
+            if home.is_relative_to(base):
+                homes.append(home)
+    return homes
+
+
+def pytest_lane(lane: Lane, label: str, base: Path, args: list[str], env: dict[str, str]) -> None:
+    """pytest with its temporary folders in base, then a check that its tests left no sandbox running (each
+    one found is stopped: a test that died before its teardown, or an interrupted run)."""
+    from helpers import sandbox
+
+    base.mkdir(parents=True, exist_ok=True)  # pytest makes --basetemp itself, but not its parents
+    try:
+        lane.run(label, [sys.executable, "-m", "pytest", f"--basetemp={base / 'tmp'}", *args], env)
+    finally:
+        left = sandboxes_under(base)
+        for home in left:
+            sandbox.stop(home)
+        if not lane.stopping:
+            lane.check("no sandbox left running", f"{len(left)} left running, now stopped: {', '.join(map(str, left))}"
+                       if left else None)
+
+
 def unit_lane(lane: Lane, workers: int, notebooks_lane_too: bool) -> None:
     # Its own sandbox home and state: the notebooks lane owns build/sandbox and build/workbook-state.
-    env = base_env(BUILD / "unit" / "sandbox", BUILD / "unit" / "workbook-state")
+    base = BUILD / "unit"
+    env = base_env(base / "sandbox", base / "workbook-state")
     if notebooks_lane_too:  # tests/test_workbook_aws_path.py's whole-workbook run: the notebooks lane does it
         env["WORKBOOK_AWS_PATH_IN_NOTEBOOKS_LANE"] = "1"
     # loadfile: a module's tests stay together on one worker, so its sandbox fixture starts once
     spread = ["-n", str(workers), "--dist", "loadfile"] if workers > 1 else []
-    lane.run(f"pytest, {workers} worker(s)" if workers > 1 else "pytest",
-             [sys.executable, "-m", "pytest", "-q", *spread, "--ignore=tests/test_browser.py"], env)
+    pytest_lane(lane, f"pytest, {workers} worker(s)" if workers > 1 else "pytest", base,
+                ["-q", "--durations=10", *spread, "--ignore=tests/test_browser.py"], env)
 
 
 def browser_lane(lane: Lane) -> None:
-    env = base_env(BUILD / "browser" / "sandbox", BUILD / "browser" / "workbook-state")
-    lane.run("JupyterLab in Chromium", [sys.executable, "-m", "pytest", "-q", "-rs", "tests/test_browser.py"], env)
+    base = BUILD / "browser"
+    env = base_env(base / "sandbox", base / "workbook-state")
+    pytest_lane(lane, "JupyterLab in Chromium", base, ["-q", "-rs", "tests/test_browser.py"], env)
 
 
 def last_line(log: Path) -> str:
@@ -205,6 +253,8 @@ def main(argv: list[str] | None = None) -> int:
             "unit": lambda lane: unit_lane(lane, args.workers, "notebooks" in lanes)}
     print(f"== {len(lanes)} lane(s) at once: {', '.join(lanes)}; output in {LOGS.relative_to(ROOT)}/", flush=True)
     started = time.monotonic()
+    # a CI's timeout or `kill` (SIGTERM) stops the lanes as Ctrl+C does, their sandboxes included
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     threads = [threading.Thread(target=work[name], args=(lane,), name=name, daemon=True)
                for name, lane in lanes.items()]
     try:
@@ -215,14 +265,14 @@ def main(argv: list[str] | None = None) -> int:
                 thread.join(0.5)
     except KeyboardInterrupt:
         print("== interrupted: stopping every lane", flush=True)
-        for lane in lanes.values():
-            lane.stop()
+        stoppers = [threading.Thread(target=lane.stop) for lane in lanes.values()]
+        for stopper in stoppers:
+            stopper.start()
+        for stopper in stoppers:
+            stopper.join()
         for thread in threads:
             thread.join(60)
         return 130
-    finally:
-        for lane in lanes.values():
-            lane.stop()
     total = time.monotonic() - started
 
     for lane in lanes.values():
