@@ -68,6 +68,8 @@ TYPE_INTO = {"03-create-authorizer": ("arn:aws:lambda:us-west-2:12345:function:f
 RUN = ["00-set-up", "01-authorizer-function", "02-key-pair", "03-create-authorizer", "04-grant-permission",
        "05-test-invoke", "06-publish-https", "07-watch-messages", "08-experiments", "09-mqtt-devices"]
 MODEL_NOT_FOUND = "Error displaying widget"
+#: JavaScript: how many rows the live message view (07) shows
+MESSAGE_ROWS = "return document.querySelectorAll('.jp-OutputArea-output .widget-html-content tbody tr').length"
 #: the screenshot tests/test_browser.py reads: always taken
 ALWAYS_SHOT = {("03-create-authorizer", "run")}
 #: how long a concrete signal may take to come (a loaded 2-core machine), before it counts as missing
@@ -623,6 +625,12 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
         if name == "00-set-up" and (screenshots or len(failures) > failed_before):
             driver.save_screenshot(str(out / "00-as-committed.png"))
 
+    def check_overflow(name: str, what: str) -> None:
+        with clock("check: overflow", name):
+            driver.execute_async_script(LAID_OUT)
+            for overflow in driver.execute_script(OVERFLOW_JS):
+                failures.append(f"{name}: {what}: {overflow}")
+
     def kernel_id() -> str | None:
         return driver.execute_script(
             "const s = window.jupyterapp.shell.currentWidget.sessionContext.session; return s && s.kernel ? s.kernel.id : null;")
@@ -657,16 +665,12 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
                           and driver.execute_script(SETTLED, f"{name}.ipynb") == "", f"{name}'s widgets to render")
             if name == "07-watch-messages":  # the live view's rows come from its poller, after the run
                 with clock("wait: 07's message rows", name):
-                    rows_js = "return document.querySelectorAll('.jp-OutputArea-output .widget-html-content tbody tr').length"
-                    until(ANSWER_S, lambda: driver.execute_script(rows_js) > 0, "07's message rows")
+                    until(ANSWER_S, lambda: driver.execute_script(MESSAGE_ROWS) > 0, "07's message rows")
             shown = driver.execute_script(WIDGET_OUTPUTS)
             if name in HINTS:
                 if not shown:
                     failures.append(f"{name}: running the notebook rendered no widget")
-                with clock("check: overflow", name):
-                    driver.execute_async_script(LAID_OUT)
-                    for overflow in driver.execute_script(OVERFLOW_JS):
-                        failures.append(f"{name}: a widget overflows: {overflow}")
+                check_overflow(name, "a widget overflows")
                 shoot(name, "run", failed_before)
             if name in CLICKS:
                 label, answer = CLICKS[name]
@@ -693,14 +697,10 @@ def check(driver, lab: Lab, out: Path, report: list[str], failures: list[str], c
                 if answer not in status:
                     failures.append(f"{name}: typing {typed!r} into the ARN box did not show '{answer}' ({status!r})")
                 report.append(f"{name}: typed a 5-digit account into the ARN box, it said '{answer}': {answer in status}")
-                with clock("check: overflow", name):
-                    driver.execute_async_script(LAID_OUT)
-                    for overflow in driver.execute_script(OVERFLOW_JS):
-                        failures.append(f"{name}: with an error showing, a widget overflows: {overflow}")
+                check_overflow(name, "with an error showing, a widget overflows")
                 shoot(name, "typed", failed_before)
             if name == "07-watch-messages":
-                rows = driver.execute_script(
-                    "return [...document.querySelectorAll('.jp-OutputArea-output .widget-html-content tbody tr')].length")
+                rows = driver.execute_script(MESSAGE_ROWS)
                 if not rows:
                     failures.append("07: the live message view shows no message after the notebook ran")
                 report.append(f"07: {rows} message row(s) in the live views")
