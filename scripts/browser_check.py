@@ -51,6 +51,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
+from helpers import processes
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -264,15 +266,8 @@ def free_port() -> int:
 
 def processes_naming(text: str) -> list[int]:
     """Ids of this machine's processes whose command line contains ``text`` (Linux /proc)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                if text in (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
-                    found.append(int(entry.name))
-            except OSError:
-                pass
-    return found
+    return [pid for pid, argv in processes.running()
+            if pid != os.getpid() and text in b" ".join(argv).decode(errors="replace")]
 
 
 def gone(pids: list[int], seconds: float) -> bool:

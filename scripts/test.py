@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -146,29 +147,29 @@ def notebooks_lane(lane: Lane) -> None:
     env = base_env(home, state)
     stages, cleanup = notebook_paths()
     sanitize = ["--nbval-sanitize-with", "notebooks/sanitize.cfg"]
-    steps = ["sandbox target, in order", "aws code path, same state again (re-run)", "nothing touched the sandbox",
-             "clean-up", "clean-up again"]
+    steps = ["sandbox target, in order", "its sandbox still runs", "aws code path, same state again (re-run)",
+             "nothing touched the sandbox", "clean-up", "clean-up again"]
     try:
-        if not stages:
-            return
-        if not lane.run(steps[0], [sys.executable, *NBVAL, *sanitize, *stages], env):
+        if not stages or not lane.run(steps[0], [sys.executable, *NBVAL, *sanitize, *stages], env):
             return
         # The aws code path: boto3's own configuration from the standard variables, which point at
         # the sandbox the first pass used; a sandbox home that must never come to exist.
-        subprocess.run(["rm", "-rf", str(unused)], check=True)
-        aws_env = dict(env, **sandbox.status(home).env(), WORKBOOK_TARGET="aws",
+        settings = sandbox.status(home)
+        if not lane.check(steps[1], None if settings else f"no sandbox runs in {home} after the first pass"):
+            return
+        shutil.rmtree(unused, ignore_errors=True)
+        aws_env = dict(env, **settings.env(), WORKBOOK_TARGET="aws",
                        WORKBOOK_ALLOW_SANDBOX_AS_AWS="1", IOT_SANDBOX_HOME=str(unused))
         masked = aws_path_sanitizer()
         try:
-            passed = lane.run(steps[1], [sys.executable, *NBVAL, "--nbval-sanitize-with", str(masked), *stages],
+            passed = lane.run(steps[2], [sys.executable, *NBVAL, "--nbval-sanitize-with", str(masked), *stages],
                               aws_env)
         finally:
             masked.unlink()
-        passed &= lane.check(steps[2], f"{unused} was created: the aws target started or used a sandbox"
-                             if unused.exists() else None)
-        if not passed:
+        problem = f"{unused} was created: the aws target started or used a sandbox" if unused.exists() else None
+        if not (lane.check(steps[3], problem) and passed):
             return
-        for label in steps[3:]:
+        for label in steps[4:]:
             if not cleanup or not lane.run(label, [sys.executable, *NBVAL, *sanitize, *cleanup], env):
                 return
     finally:
@@ -179,14 +180,10 @@ def notebooks_lane(lane: Lane) -> None:
 
 def sandboxes_under(base: Path) -> list[Path]:
     """The homes of the running sandboxes whose home is below base (from /proc; none where there is no /proc)."""
-    if not os.path.isdir("/proc"):
-        return []
+    from helpers import processes
+
     homes = []
-    for entry in os.listdir("/proc"):
-        try:
-            args = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0") if entry.isdigit() else []
-        except OSError:
-            continue
+    for _, args in processes.running():
         if b"helpers.sandbox" in args and b"serve" in args and b"--state-dir" in args[:-1]:
             home = Path(os.fsdecode(args[args.index(b"--state-dir") + 1]))
             if home.is_relative_to(base):

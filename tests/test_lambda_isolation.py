@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import sandbox
+from helpers import processes, sandbox
 from helpers.sandbox.runtime import FunctionSpec, LambdaRuntime
 
 from conftest import Deployer, zip_source
@@ -60,17 +60,7 @@ PROBE = textwrap.dedent("""
 
 
 def processes_with(token: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-                state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if token.encode() in cmdline.split(b"\0") and state != "Z":
-                found.append(int(entry))
-    return found
+    return [pid for pid, argv in processes.running() if token.encode() in argv]
 
 
 def wait_gone(token: str, within: float = 5.0) -> list[int]:
