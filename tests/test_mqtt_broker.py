@@ -338,14 +338,15 @@ async def test_topic_alias_out_of_range_is_0x94():
 
 @run
 async def test_message_expiry_drops_stale_queued_messages():
-    broker = Broker(Hooks(), fast_limits())
+    later = [0.0]  # seconds the broker's clock runs ahead of the loop's
+    broker = Broker(Hooks(), fast_limits(), clock=lambda: asyncio.get_running_loop().time() + later[0])
     sub = await connected(broker, "sub", 5, properties={"receive_maximum": 1})
     await subscribe(sub, "t")
     broker.publish("t", b"first", qos=1, retain=False)
     broker.publish("t", b"stale", qos=1, retain=False, properties={"message_expiry_interval": 1})
     first = await sub.recv()
     assert first.payload == b"first"
-    await asyncio.sleep(1.1)                # "stale" waits behind the window of 1 until it expires
+    later[0] += 1.1                         # "stale" waits behind the window of 1 until it expires
     sub.send(c.Puback(first.packet_id))
     broker.publish("t", b"fresh", qos=1, retain=False)
     assert (await sub.recv()).payload == b"fresh"

@@ -38,7 +38,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from helpers.topics import MAX_TOPIC_BYTES, MAX_TOPIC_SLASHES, topic_filter_error, topic_name_error
 
@@ -328,7 +328,10 @@ class _Session:
 class Broker:
     """MQTT 3.1.1/5 broker on the running asyncio loop. See the module docstring."""
 
-    def __init__(self, hooks: Hooks, limits: Limits | None = None, *, account_id: str | None = None):
+    def __init__(self, hooks: Hooks, limits: Limits | None = None, *, account_id: str | None = None,
+                 clock: Callable[[], float] | None = None):
+        """``clock``: seconds, monotonic (default: the running loop's time); tests move it to expire messages."""
+        self._clock = clock or (lambda: asyncio.get_running_loop().time())
         self.hooks = hooks
         self.limits = limits or Limits()
         self.account_id = account_id or getattr(hooks, "account_id", None)
@@ -424,7 +427,7 @@ class Broker:
             await self._cleanup(s)
 
     def _now(self) -> float:
-        return asyncio.get_running_loop().time()
+        return self._clock()
 
     async def _read(self, s: _Session, deadline: float, reason: str, code: int, why: str) -> bytes:
         timeout = deadline - self._now()
