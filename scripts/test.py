@@ -49,7 +49,6 @@ LANES = ("notebooks", "unit", "browser")
 
 @dataclass
 class Phase:
-    lane: str
     label: str
     seconds: float = 0.0
     ok: bool | None = None  # None: not run (an earlier phase of its lane failed)
@@ -69,7 +68,7 @@ class Lane:
 
     def run(self, label: str, cmd: list[str], env: dict[str, str]) -> bool:
         """One phase: cmd with its output appended to the lane's log, in a process group of its own."""
-        phase = Phase(self.name, label)
+        phase = Phase(label)
         self.phases.append(phase)
         if self.stopping:
             phase.ok = False
@@ -88,7 +87,7 @@ class Lane:
 
     def check(self, label: str, problem: str | None) -> bool:
         """A check the lane makes itself (no process): recorded as a phase, its problem in the log."""
-        phase = Phase(self.name, label, ok=problem is None)
+        phase = Phase(label, ok=problem is None)
         self.phases.append(phase)
         if problem:
             with self.log.open("a") as out:
@@ -97,7 +96,7 @@ class Lane:
         return phase.ok
 
     def skipped(self, label: str) -> None:
-        self.phases.append(Phase(self.name, label, ok=None))
+        self.phases.append(Phase(label, ok=None))
 
     def stop(self, grace: float = 30.0) -> None:
         """End the running phase: SIGINT first, so that pytest runs its teardown (fixtures stop the sandboxes
