@@ -56,6 +56,7 @@ import base64
 import json
 import time
 
+from helpers.cloudwatch import count_events
 from helpers.errors import show_briefly
 from helpers.keys import load_key_pair, openssl_commands, sign_token, tamper, verify_signature
 from helpers.workbook import error_code, open_workbook
@@ -205,10 +206,9 @@ def start_lines(since_ms=0):
 
 
 # %%
-deadline = time.monotonic() + 60
-while start_lines(allow_mark_ms) == 0 and time.monotonic() < deadline:
-    time.sleep(2)
-print("The Allow test of section 3 left its START line:", start_lines(allow_mark_ms) >= 1)
+# count_events (helpers/cloudwatch.py): the same count, asked again every 2 s (up to 60 s) until it is reached
+allow_starts = count_events(logs, log_group, '"START RequestId"', allow_mark_ms, at_least=1, attempts=30)
+print("The Allow test of section 3 left its START line:", allow_starts >= 1)
 starts_before = start_lines()
 
 # %% [markdown]
@@ -236,10 +236,8 @@ iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSig
 # CLI: aws iot test-invoke-authorizer --authorizer-name my-new-authorizer-<suffix> \
 #        --token tokenKeyValue --token-signature "$SIGNATURE"
 iot.test_invoke_authorizer(authorizerName=authorizer_name, token=TOKEN, tokenSignature=signature)
-deadline = time.monotonic() + 60
-while start_lines() < starts_before + 1 and time.monotonic() < deadline:
-    time.sleep(1)
-new_starts = start_lines() - starts_before
+total = count_events(logs, log_group, '"START RequestId"', 0, at_least=starts_before + 1, attempts=30)
+new_starts = total - starts_before
 print("New START lines since the tampered test:", new_starts, "(the sentinel's own is one)")
 
 # %% [markdown]
